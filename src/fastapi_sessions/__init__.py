@@ -1,0 +1,52 @@
+"""Async server-side sessions for FastAPI and Starlette.
+
+The public API is what ``__all__`` lists; everything else may move.
+"""
+
+from __future__ import annotations
+
+from .core.clock import Clock, ManualClock, utc_now
+from .core.contract import BaseSessionBackend, SessionBackend
+from .core.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    SerializationError,
+    SessionConflict,
+    SessionError,
+    SessionExists,
+    SessionNotFound,
+)
+from .core.manager import ConflictPolicy, SessionManager, TokenChange
+from .core.middleware import SessionMiddleware
+from .core.records import SessionInfo, SessionRecord
+from .core.serializers import JSONSerializer, Serializer
+from .core.session import Session
+
+__version__ = "1.0.0.dev0"
+
+__all__ = [
+    "BackendError",
+    "BackendUnavailable",
+    "BaseSessionBackend",
+    "Clock",
+    "ConfigurationError",
+    "ConflictPolicy",
+    "JSONSerializer",
+    "ManualClock",
+    "SerializationError",
+    "Serializer",
+    "Session",
+    "SessionBackend",
+    "SessionConflict",
+    "SessionError",
+    "SessionExists",
+    "SessionInfo",
+    "SessionManager",
+    "SessionMiddleware",
+    "SessionNotFound",
+    "SessionRecord",
+    "TokenChange",
+    "__version__",
+    "utc_now",
+]

@@ -1,0 +1,1 @@
+"""The core: contract, records, manager, session, tokens, serializers, errors, middleware."""

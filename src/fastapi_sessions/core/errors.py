@@ -1,0 +1,62 @@
+"""The exceptions fastapi-sessions raises, in one hierarchy.
+
+    SessionError                  base of everything below
+    ├── ConfigurationError        bad settings; also a ValueError
+    ├── SerializationError        session data that cannot be encoded or decoded
+    ├── SessionExists             create() found a live record with that key
+    ├── SessionNotFound           update() found no live record (gone or expired)
+    ├── SessionConflict           update() lost a compare-and-set on ``version``
+    └── BackendError              the store failed
+        └── BackendUnavailable    the store cannot be reached (connection, timeout)
+
+Backends map their driver's exceptions to ``BackendError`` or
+``BackendUnavailable`` at the boundary, chaining the original with
+``raise ... from exc``, so application code never handles a driver's own types.
+``SessionMiddleware`` turns ``BackendUnavailable`` into a 503 response.
+Messages never contain tokens, secrets or passwords.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "BackendUnavailable",
+    "ConfigurationError",
+    "SerializationError",
+    "SessionConflict",
+    "SessionError",
+    "SessionExists",
+    "SessionNotFound",
+]
+
+
+class SessionError(Exception):
+    """Base class of every exception raised by fastapi-sessions."""
+
+
+class ConfigurationError(SessionError, ValueError):
+    """A setting is invalid, for example a ``__Host-`` cookie with a Domain."""
+
+
+class SerializationError(SessionError):
+    """Session data could not be serialized, or a stored payload not decoded."""
+
+
+class SessionExists(SessionError):
+    """``create()`` was called with the key of a live record."""
+
+
+class SessionNotFound(SessionError):
+    """The record is gone or expired; it is never silently re-created."""
+
+
+class SessionConflict(SessionError):
+    """A compare-and-set save lost: the record changed since it was read."""
+
+
+class BackendError(SessionError):
+    """The session store failed."""
+
+
+class BackendUnavailable(BackendError):
+    """The session store cannot be reached right now (connection refused, timeout)."""

@@ -1,0 +1,345 @@
+"""SessionManager: the session rules, identical on every backend."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
+
+from pydantic import BaseModel
+
+from ..frontends.base import Frontend
+from .clock import Clock, utc_now
+from .contract import SessionBackend
+from .dependencies import model_dependency, session_dependency, user_dependency
+from .errors import (
+    ConfigurationError,
+    SerializationError,
+    SessionConflict,
+    SessionExists,
+)
+from .records import SessionInfo, SessionRecord
+from .serializers import JSONSerializer, Serializer
+from .session import Session
+from .tokens import new_token, storage_key
+
+__all__ = ["ConflictPolicy", "SessionManager", "TokenChange"]
+
+logger = logging.getLogger("fastapi_sessions")
+
+M = TypeVar("M", bound=BaseModel)
+ConflictPolicy = Literal["last_writer_wins", "raise"]
+_MISSING: Any = object()
+
+
+def _as_timedelta(value: timedelta | float, name: str) -> timedelta:
+    delta = value if isinstance(value, timedelta) else timedelta(seconds=value)
+    if delta <= timedelta(0):
+        raise ConfigurationError(f"{name} must be positive")
+    return delta
+
+
+@dataclass(frozen=True, slots=True)
+class TokenChange:
+    """What a save asks the frontend to send: a token to (re)issue, or ``None`` to clear."""
+
+    token: str | None
+    max_age: int = 0
+
+
+class SessionManager:
+    """Loads, saves, regenerates and revokes sessions on any backend.
+
+    Tokens are 256-bit, signed by ``frontend`` and stored only as a hash.
+    Unknown, expired or forged tokens are never adopted. Two server-side clocks
+    apply: ``idle_timeout`` (extended by use, at most once per
+    ``idle_refresh_interval``) and ``absolute_timeout`` (counted from login or
+    creation, never extended). Nothing is stored until a session holds data,
+    and a request that only reads writes nothing. Saves are compare-and-set on
+    the record's version; on a conflict this request's key-level changes are
+    re-applied to the fresh record, and ``conflict_policy`` decides what happens
+    when both sides changed the same key.
+    """
+
+    def __init__(
+        self,
+        backend: SessionBackend,
+        frontend: Frontend,
+        *,
+        idle_timeout: timedelta | float = timedelta(minutes=30),
+        absolute_timeout: timedelta | float = timedelta(hours=8),
+        idle_refresh_interval: timedelta | float | None = None,
+        regenerate_grace: timedelta | float = 0,
+        conflict_policy: ConflictPolicy = "last_writer_wins",
+        max_save_attempts: int = 64,
+        serializer: Serializer | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.backend = backend
+        self.frontend = frontend
+        self.idle_timeout = _as_timedelta(idle_timeout, "idle_timeout")
+        self.absolute_timeout = _as_timedelta(absolute_timeout, "absolute_timeout")
+        if idle_refresh_interval is None:
+            self.idle_refresh_interval = min(timedelta(minutes=1), self.idle_timeout / 4)
+        else:
+            self.idle_refresh_interval = _as_timedelta(idle_refresh_interval, "idle_refresh_interval")
+        if self.idle_refresh_interval >= self.idle_timeout:
+            raise ConfigurationError("idle_refresh_interval must be shorter than idle_timeout")
+        grace = regenerate_grace if isinstance(regenerate_grace, timedelta) else timedelta(
+            seconds=regenerate_grace)
+        if grace < timedelta(0):
+            raise ConfigurationError("regenerate_grace must not be negative")
+        self.regenerate_grace = grace
+        if conflict_policy not in ("last_writer_wins", "raise"):
+            raise ConfigurationError("conflict_policy must be 'last_writer_wins' or 'raise'")
+        self.conflict_policy: ConflictPolicy = conflict_policy
+        if max_save_attempts < 1:
+            raise ConfigurationError("max_save_attempts must be at least 1")
+        self.max_save_attempts = max_save_attempts
+        self.serializer: Serializer = serializer or JSONSerializer()
+        self.clock = clock
+        #: Dependency: the request's :class:`Session` (needs ``SessionMiddleware``).
+        self.session = session_dependency(frontend)
+        #: Dependency: the logged-in user id; 401 when there is none.
+        self.user = user_dependency(frontend, required=True)
+        #: Dependency: the logged-in user id or ``None``.
+        self.optional_user = user_dependency(frontend, required=False)
+
+    def model(self, model: type[M]) -> Callable[..., Awaitable[M]]:
+        """Dependency: the session data validated as ``model`` (422 when it does not fit)."""
+        return model_dependency(self.frontend, model)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the backend's connections."""
+        await self.backend.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # -- deadlines ---------------------------------------------------------------------------
+
+    def _deadline(self, created_at: datetime, now: datetime) -> datetime:
+        return min(created_at + self.absolute_timeout, now + self.idle_timeout)
+
+    @staticmethod
+    def _seconds_left(expires_at: datetime, now: datetime) -> int:
+        return max(int((expires_at - now).total_seconds()), 0)
+
+    # -- load and save (the middleware's two calls) ------------------------------------------
+
+    async def load(self, token: str | None) -> Session:
+        """The session for a verified ``token``; an empty new session if it is unknown."""
+        if token is None:
+            return Session()
+        record = await self.backend.read(storage_key(token))
+        now = self.clock()
+        if record is None or record.expires_at <= now:
+            return Session()  # strict mode: an unknown token is never adopted
+        try:
+            data = self.serializer.loads(record.payload)
+        except SerializationError:
+            logger.warning("discarding session %s…: payload cannot be decoded", record.key[:8])
+            return Session()
+        session = Session(data, record=record, token=token)
+        target = self._deadline(record.created_at, now)
+        if target - record.expires_at >= self.idle_refresh_interval:
+            session._touch_to = target
+        return session
+
+    async def commit(self, session: Session) -> TokenChange | None:
+        """Persist what happened to ``session``; say what the client must be sent.
+
+        Raises ``SessionConflict`` only under ``conflict_policy="raise"`` or when
+        ``max_save_attempts`` compare-and-set rounds all lost.
+        """
+        record = session._record
+        if not session.modified:
+            if session._touch_to is None or record is None:
+                return None
+            return await self._touch(session, record, session._touch_to)
+        now = self.clock()
+        ended = False
+        if session._invalidated:
+            session._invalidated = False
+            if record is not None:
+                await self._retire(record.key, now)
+                ended = True
+            record = session._record = None
+            session._token = None
+        empty = not session and session._user_id is None
+        if record is None:
+            change = None if empty else await self._create(session, now, now)
+            return change or (TokenChange(None) if ended else None)
+        if empty:  # everything was popped: the session ends, as with Starlette's
+            await self.backend.delete(record.key)
+            self._forget(session)
+            return TokenChange(None)
+        if session._regenerate:
+            logged_in = session._user_id != record.user_id
+            change = await self._create(session, now, now if logged_in else record.created_at)
+            await self._retire(record.key, now)
+            return change
+        return await self._update(session, record, now)
+
+    async def _create(self, session: Session, now: datetime, created_at: datetime) -> TokenChange:
+        payload = self.serializer.dumps(session)
+        expires_at = self._deadline(created_at, now)
+        for _ in range(3):  # a 256-bit collision is not going to happen; a broken RNG might
+            token = new_token()
+            record = SessionRecord(
+                storage_key(token), payload, session._user_id, created_at, expires_at, 1
+            )
+            try:
+                await self.backend.create(record)
+            except SessionExists:
+                continue
+            session._record, session._token = record, token
+            session._regenerate = False
+            session.modified = False
+            return TokenChange(token, self._seconds_left(expires_at, now))
+        raise SessionExists("could not find a free session key")
+
+    async def _retire(self, key: str, now: datetime) -> None:
+        """Delete an old key, or let it live for ``regenerate_grace`` for in-flight requests."""
+        if self.regenerate_grace and await self.backend.touch(key, now + self.regenerate_grace):
+            return
+        await self.backend.delete(key)
+
+    async def _touch(self, session: Session, record: SessionRecord, to: datetime) -> TokenChange:
+        session._touch_to = None
+        if not await self.backend.touch(record.key, to):
+            self._forget(session)
+            return TokenChange(None)
+        session._record = replace(record, expires_at=to)
+        return TokenChange(session._token, self._seconds_left(to, self.clock()))
+
+    async def _update(
+        self, session: Session, record: SessionRecord, now: datetime
+    ) -> TokenChange | None:
+        ours = dict(session)
+        payload = self.serializer.dumps(ours)
+        original: dict[str, Any] | None = None
+        for _ in range(self.max_save_attempts):
+            expires_at = self._deadline(record.created_at, now)
+            new = replace(record, payload=payload, user_id=session._user_id, expires_at=expires_at)
+            try:
+                version = await self.backend.update(new, record.version)
+            except SessionConflict:
+                fresh = await self.backend.read(record.key)
+                if fresh is None:  # revoked meanwhile: never resurrect it
+                    logger.info("session %s… ended during the request; changes dropped",
+                                record.key[:8])
+                    self._forget(session)
+                    return TokenChange(None)
+                if original is None:  # decoded only now: the common path never needs it
+                    original = self.serializer.loads(record.payload)
+                merged = self._merge(original, ours, self.serializer.loads(fresh.payload))
+                record, payload = fresh, self.serializer.dumps(merged)
+                dict.clear(session)
+                dict.update(session, merged)
+                continue
+            previous = session._record
+            session._record = replace(new, version=version)
+            session.modified = False
+            session._touch_to = None
+            # The cookie's Max-Age follows the expiry, re-sent no more often than a touch.
+            if previous is not None and expires_at - previous.expires_at < self.idle_refresh_interval:
+                return None
+            return TokenChange(session._token, self._seconds_left(expires_at, now))
+        raise SessionConflict(f"save lost {self.max_save_attempts} compare-and-set rounds")
+
+    def _merge(
+        self, original: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Re-apply this request's key-level changes on top of the stored data."""
+        merged = dict(theirs)
+        for key in ours.keys() | original.keys():
+            mine = ours.get(key, _MISSING)
+            before = original.get(key, _MISSING)
+            if mine == before:
+                continue  # we did not touch this key; keep theirs
+            now_stored = theirs.get(key, _MISSING)
+            if (self.conflict_policy == "raise" and now_stored != before and now_stored != mine):
+                raise SessionConflict(f"session key {key!r} was changed by a concurrent request")
+            if mine is _MISSING:
+                merged.pop(key, None)
+            else:
+                merged[key] = mine
+        return merged
+
+    @staticmethod
+    def _forget(session: Session) -> None:
+        dict.clear(session)
+        session._record = session._token = session._touch_to = None
+        session._user_id = None
+        session.modified = False
+
+    # -- direct API (no middleware) ----------------------------------------------------------
+
+    async def create_session(
+        self, data: dict[str, Any] | None = None, *, user_id: str | None = None
+    ) -> str:
+        """Store a new session now and return its public session id (a signed token)."""
+        session = Session(data)
+        session._user_id = user_id
+        change = await self._create(session, self.clock(), self.clock())
+        assert change.token is not None
+        return self.frontend.sign(change.token)
+
+    async def get_session(self, session_id: str) -> Session | None:
+        """The live session for a public session id, or ``None``; extends its idle clock."""
+        token = self.frontend.unsign(session_id)
+        if token is None:
+            return None
+        session = await self.load(token)
+        if session.is_new:
+            return None
+        if session._touch_to is not None and session._record is not None:
+            change = await self._touch(session, session._record, session._touch_to)
+            if change.token is None:
+                return None
+        return session
+
+    async def save_session(self, session: Session) -> str | None:
+        """Persist ``session``; return its public id (new after regeneration), or ``None``.
+
+        ``None`` means the session holds nothing or has ended.
+        """
+        await self.commit(session)
+        return self.frontend.sign(session._token) if session._token is not None else None
+
+    async def delete_session(self, session_id: str) -> bool:
+        """End the session behind a public session id. Idempotent."""
+        token = self.frontend.unsign(session_id)
+        return token is not None and await self.backend.delete(storage_key(token))
+
+    # -- per-user index ----------------------------------------------------------------------
+
+    async def list_sessions(self, user_id: str) -> list[SessionInfo]:
+        """The user's live sessions (metadata only), oldest first."""
+        records = await self.backend.list_by_user(user_id)
+        now = self.clock()
+        infos = [SessionInfo.of(r) for r in records if r.expires_at > now]
+        return sorted(infos, key=lambda info: info.created_at)
+
+    async def revoke(self, key: str) -> bool:
+        """End one session by its storage key (from :meth:`list_sessions`)."""
+        return await self.backend.delete(key)
+
+    async def revoke_user(self, user_id: str) -> int:
+        """End every session of ``user_id`` ("log out everywhere"); return how many ended."""
+        return await self.backend.delete_by_user(user_id)
+
+    async def purge_expired(self) -> int:
+        """Remove expired records from the store; return how many went."""
+        return await self.backend.purge_expired()

@@ -1,0 +1,103 @@
+"""Pure ASGI middleware: ``request.session`` backed by a SessionManager."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import BackendUnavailable, SessionConflict
+from .manager import SessionManager
+
+__all__ = ["SessionMiddleware"]
+
+logger = logging.getLogger("fastapi_sessions")
+
+_UNAVAILABLE = (503, b'{"detail":"The session store is unavailable; try again shortly."}')
+_CONFLICT = (409, b'{"detail":"The session was changed by a concurrent request; retry."}')
+
+
+async def _send_error(send: Send, error: tuple[int, bytes]) -> None:
+    status, body = error
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 503:
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class SessionMiddleware:
+    """Loads the session before the app runs and saves it before the headers leave.
+
+    ``scope["session"]`` holds a :class:`~fastapi_sessions.Session`, so
+    ``request.session`` works as with Starlette's middleware. The save happens
+    when the app starts its response, whatever response class it returns, so a
+    ``RedirectResponse`` carries the cookie too. If the store is unreachable the
+    client gets a 503 instead of the app's response (never a 500, and never a
+    success for a save that failed); a lost compare-and-set under
+    ``conflict_policy="raise"`` gives a 409. WebSocket connections get the
+    session read-only.
+    """
+
+    def __init__(self, app: ASGIApp, manager: SessionManager) -> None:
+        self.app = app
+        self.manager = manager
+        self.vary = getattr(manager.frontend, "vary", "Cookie")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        manager = self.manager
+        frontend = manager.frontend
+        try:
+            session = await manager.load(frontend.extract(scope))
+        except BackendUnavailable:
+            logger.warning("session store unavailable while loading a session", exc_info=True)
+            if scope["type"] == "http":
+                await _send_error(send, _UNAVAILABLE)
+            else:
+                await send({"type": "websocket.close", "code": 1011})
+            return
+        scope["session"] = session
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
+
+        started = False
+        replaced = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started, replaced
+            if message["type"] != "http.response.start":
+                if not replaced:
+                    await send(message)
+                return
+            started = True
+            try:
+                change = await manager.commit(session)
+            except (BackendUnavailable, SessionConflict) as exc:
+                replaced = True
+                unavailable = isinstance(exc, BackendUnavailable)
+                logger.warning("session save failed: %s", type(exc).__name__, exc_info=unavailable)
+                await _send_error(send, _UNAVAILABLE if unavailable else _CONFLICT)
+                return
+            headers = MutableHeaders(scope=message)
+            if session.accessed:
+                headers.add_vary_header(self.vary)
+            if change is not None:
+                if change.token is None:
+                    frontend.clear(headers)
+                else:
+                    frontend.issue(headers, change.token, change.max_age)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except BackendUnavailable:
+            # The app itself hit the store (a manager call in a route, say).
+            if started:
+                raise
+            logger.warning("session store unavailable in the application", exc_info=True)
+            await _send_error(send, _UNAVAILABLE)

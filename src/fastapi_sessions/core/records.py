@@ -1,0 +1,43 @@
+"""What a backend stores: opaque bytes plus the metadata the manager needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+__all__ = ["SessionInfo", "SessionRecord"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """One stored session.
+
+    ``key`` is a hash of the public token, never the token itself, so a leaked
+    store holds nothing a client could present. ``expires_at`` is the earlier of
+    the absolute and the idle deadline, an aware UTC datetime. ``version`` starts
+    at 1 and grows by one on every successful ``update``.
+    """
+
+    key: str
+    payload: bytes
+    user_id: str | None
+    created_at: datetime
+    expires_at: datetime
+    version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What the per-user listing tells about a session: metadata, never data or token.
+
+    ``key`` identifies the session for :meth:`SessionManager.revoke`.
+    """
+
+    key: str
+    user_id: str | None
+    created_at: datetime
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, record: SessionRecord) -> SessionInfo:
+        return cls(record.key, record.user_id, record.created_at, record.expires_at)

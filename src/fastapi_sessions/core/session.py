@@ -1,0 +1,114 @@
+"""The session object routes see: a ``dict`` that remembers what happened to it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from starlette.middleware.sessions import Session as _StarletteSession
+
+from .records import SessionRecord
+
+__all__ = ["Session"]
+
+
+class Session(_StarletteSession):
+    """Session data plus state; behaves exactly like Starlette 1.x's session.
+
+    It is a ``dict`` (so it serializes anywhere a dict does). Every mutating
+    method marks it ``modified``; reading it through ``request.session`` marks it
+    ``accessed``. A modified session is saved before the response headers go
+    out; clearing it ends the session. Values must be JSON types.
+
+    Besides the dict, a session has a user (``user_id``; assigning it logs in:
+    the token is regenerated and the per-user index updated) and can be
+    :meth:`regenerate`-d or :meth:`invalidate`-d.
+    """
+
+    # Plain attributes, not properties: the hot path reads them on every request.
+    _record: SessionRecord | None
+    _token: str | None
+    _user_id: str | None
+    _regenerate: bool
+    _invalidated: bool
+    _touch_to: datetime | None
+
+    def __init__(
+        self,
+        data: dict[str, Any] | None = None,
+        *,
+        record: SessionRecord | None = None,
+        token: str | None = None,
+    ) -> None:
+        if data:
+            super().__init__(data)
+        else:
+            super().__init__()
+        self._record = record
+        self._token = token
+        self._user_id = record.user_id if record is not None else None
+        self._regenerate = False
+        self._invalidated = False
+        self._touch_to = None
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def data(self) -> Session:
+        """The session itself, for code that prefers ``session.data["key"]``."""
+        return self
+
+    @property
+    def is_new(self) -> bool:
+        """``True`` until the session has been stored."""
+        return self._record is None
+
+    @property
+    def key(self) -> str | None:
+        """The storage key (a hash of the token), or ``None`` for a new session."""
+        return self._record.key if self._record is not None else None
+
+    @property
+    def created_at(self) -> datetime | None:
+        return self._record.created_at if self._record is not None else None
+
+    @property
+    def expires_at(self) -> datetime | None:
+        return self._record.expires_at if self._record is not None else None
+
+    @property
+    def user_id(self) -> str | None:
+        """The logged-in user, or ``None``."""
+        return self._user_id
+
+    @user_id.setter
+    def user_id(self, value: str | None) -> None:
+        """Log in (or out): a change of user regenerates the token at save time."""
+        if value is not None and not isinstance(value, str):
+            raise TypeError("user_id must be a str or None")
+        if value != self._user_id:
+            self._user_id = value
+            self._regenerate = True
+            self.mark_modified()
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def regenerate(self) -> None:
+        """Issue a new token at save time, keep the data, and retire the old token."""
+        self._regenerate = True
+        self.mark_modified()
+
+    def invalidate(self) -> None:
+        """End the session: clear the data, delete the record and the cookie at save time."""
+        super().clear()
+        self._user_id = None
+        self._invalidated = True
+        self.mark_modified()
+
+    def clear(self) -> None:
+        """Clearing a session ends it, as with Starlette's."""
+        self.invalidate()
+
+    def __repr__(self) -> str:  # never the token, never the data (it may be secret)
+        state = "new" if self._record is None else f"key={self._record.key[:8]}..."
+        return f"<Session {state} keys={len(self)} modified={self.modified}>"
