@@ -14,7 +14,7 @@ OURS = "fastapi-sessions (ours)"
 SECRET = "bench-secret"
 
 # Methods that write to a store; whichever exist on the instance are counted.
-OURS_WRITE_METHODS = ("create", "update", "touch", "delete", "set", "write", "save")
+OURS_WRITE_METHODS = ("create", "update", "touch", "delete", "delete_by_user", "purge_expired", "set", "write", "save")
 STARSESSIONS_WRITE_METHODS = ("write", "remove")
 
 

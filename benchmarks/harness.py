@@ -130,7 +130,7 @@ async def benchmark(contenders: Sequence[Contender], requests: int, repeats: int
 
     templates = {(c.name, w): build_scope("GET", path, c.cookie) for c in active for w, path in WORKLOADS.items()}
     timings = {key: Timing() for key in templates}
-    writes = {c.name: 0 for c in active}
+    writes = dict.fromkeys(templates, 0)
     counted_methods: dict[str, list[str]] = {c.name: [] for c in active}
 
     for _ in range(repeats):
@@ -138,13 +138,12 @@ async def benchmark(contenders: Sequence[Contender], requests: int, repeats: int
             try:
                 for w in WORKLOADS:
                     key = (c.name, w)
-                    if w == "read-only":
-                        with count_calls(c.store, c.write_methods) as counts:
-                            await timed_repeat(c.app, templates[key], requests, timings[key])
-                        writes[c.name] += sum(counts.values())
-                        counted_methods[c.name] = sorted(counts)
-                    else:
+                    # Counting both workloads proves the hooks are live: a
+                    # read-modify-write run must show writes when read-only shows 0.
+                    with count_calls(c.store, c.write_methods) as counts:
                         await timed_repeat(c.app, templates[key], requests, timings[key])
+                    writes[key] += sum(counts.values())
+                    counted_methods[c.name] = sorted(counts)
             except Exception:
                 out.failures[c.name] = traceback.format_exc()
                 active.remove(c)
@@ -174,8 +173,8 @@ async def benchmark(contenders: Sequence[Contender], requests: int, repeats: int
                     "timed_requests": s.requests,
                     "set_cookie_responses": s.set_cookie,
                     "first_response_headers": s.first_headers,
-                    "store_writes": writes[c.name] if ro and has_store else None,
-                    "store_write_methods": counted_methods[c.name] if ro else None,
+                    "store_writes": writes[(c.name, w)] if has_store else None,
+                    "store_write_methods": counted_methods[c.name],
                     "counter_advance": advance if rmw else None,
                     "rmw_requests_sent": rmw_sent if rmw else None,
                     "state_persisted": advance == rmw_sent if rmw and c.server_side else None,

@@ -15,7 +15,6 @@ import json
 import sys
 import warnings
 from importlib.metadata import version
-from typing import Annotated
 from uuid import UUID, uuid4
 
 from baseline import bare_contender
@@ -101,20 +100,20 @@ def legacy_contender() -> Contender:
         cookie.attach_to_response(response, session)
         return response
 
-    # Guide pattern: the frontend must resolve before the verifier. Annotated[...]
-    # resolves exactly like the guide's `= Depends(...)` defaults; the session id
-    # parameter reuses the cached frontend dependency.
-    session_id_dep = Annotated[UUID, Depends(cookie)]
-    data_dep = Annotated[SessionData, Depends(verifier)]
-
+    # Written as in the guide (hence noqa B008): the frontend must resolve
+    # before the verifier; the session id parameter reuses the cached
+    # frontend dependency.
     @app.get("/rmw", dependencies=[Depends(cookie)])
-    async def rmw(session_id: session_id_dep, data: data_dep) -> JSONResponse:
+    async def rmw(
+        session_id: UUID = Depends(cookie),  # noqa: B008
+        data: SessionData = Depends(verifier),  # noqa: B008
+    ) -> JSONResponse:
         value = data.counter + 1
         await backend.update(session_id, SessionData(counter=value, user=data.user))
         return JSONResponse({"value": value})
 
     @app.get("/ro", dependencies=[Depends(cookie)])
-    async def ro(data: data_dep) -> JSONResponse:
+    async def ro(data: SessionData = Depends(verifier)) -> JSONResponse:  # noqa: B008
         return JSONResponse({"value": data.user})
 
     return Contender(LEGACY, app, backend, LEGACY_WRITE_METHODS)

@@ -49,15 +49,16 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def ensure_venv(venv: Path = VENV_DIR, log: Any = sys.stderr) -> Path:
+def ensure_venv(venv: Path | None = None, log: Any = sys.stderr) -> Path:
     """Create (or reuse) the virtualenv; raise RuntimeError with pip's output on failure."""
+    venv = venv or VENV_DIR
     python = _venv_python(venv)
     reqs = _requirements()
     marker = venv / "bench-requirements.txt"
     wanted = "\n".join(reqs) + "\n"
     if python.exists() and marker.exists() and marker.read_text() == wanted:
         return python
-    print(f"building {venv.relative_to(HERE.parent)} with: {' '.join(reqs)}", file=log)
+    print(f"building {venv} with: {' '.join(reqs)}", file=log)
     steps = [
         [sys.executable, "-m", "venv", "--clear", str(venv)],
         [str(python), "-m", "pip", "install", "--quiet", *reqs],

@@ -77,6 +77,8 @@ def notes(results: Sequence[dict[str, Any]]) -> list[str]:
         if r["workload"] != "read-modify-write" or r["contender"] == r["baseline"]:
             continue
         line = f"{r['contender']}: Set-Cookie on read-modify-write: {_set_cookie(r)}"
+        if r["store_writes"] is not None:
+            line += f"; store writes on read-modify-write: {r['store_writes']}"
         if r["state_persisted"] is False:
             line += (
                 f"; WARNING: counter advanced {r['counter_advance']} over "

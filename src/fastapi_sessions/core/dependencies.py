@@ -1,6 +1,8 @@
-"""FastAPI dependencies: the session, the user, or a typed model, with the security scheme."""
+"""FastAPI dependencies: the session, the user, or a typed model, with the security scheme.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: FastAPI must see the real
+``Depends(frontend)`` of each closure, not a string it cannot resolve.
+"""
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
