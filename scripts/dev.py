@@ -25,32 +25,34 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 
-# What each command needs installed, as pip requirement strings for this project.
-EXTRAS = {
-    "example": ".[orjson]",
-    "test": ".[all,test]",
-    "check": ".[all,test]",
+# What each command needs installed: pip arguments, editable installs of this project first.
+FULL = ("-e", ".[all,test]", "./examples/plugin")
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "example": ("-e", ".[orjson]"),
+    "test": FULL,
+    "check": FULL,
 }
 
 
-def ensure_env(requirement: str) -> None:
+def ensure_env(requirement: tuple[str, ...]) -> None:
     """Create ``.venv`` and install ``requirement`` unless an identical install is recorded."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this script may be started by an older Python
         sys.exit(f"fastapi-sessions needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if not PYTHON.exists():
         print(f"creating {VENV.name} with Python {sys.version.split()[0]}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     stamp = VENV / ".fastapi-sessions-installed"
-    fingerprint = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    sources = [ROOT / "pyproject.toml", ROOT / "examples" / "plugin" / "pyproject.toml"]
+    fingerprint = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
     done = set(stamp.read_text().split()) if stamp.exists() else set()
-    wanted = f"{fingerprint}:{requirement}"
+    wanted = f"{fingerprint}:{'+'.join(requirement)}"
     # The full install covers the smaller one.
-    if wanted in done or f"{fingerprint}:.[all,test]" in done:
+    if wanted in done or f"{fingerprint}:{'+'.join(FULL)}" in done:
         return
-    print(f"installing fastapi-sessions ({requirement}) into {VENV.name}", flush=True)
+    print(f"installing {' '.join(requirement)} into {VENV.name}", flush=True)
     subprocess.run(
         [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "-e", requirement, "uvicorn>=0.30"],
+         *requirement, "uvicorn>=0.30"],
         cwd=ROOT, check=True,
     )
     done = {entry for entry in done if entry.startswith(fingerprint)} | {wanted}

@@ -172,7 +172,7 @@ class SessionManager:
         if session._invalidated:
             session._invalidated = False
             if record is not None:
-                await self._retire(record.key, now)
+                await self.backend.delete(record.key)  # logout: no grace for the old token
                 ended = True
             record = session._record = None
             session._token = None
@@ -187,7 +187,8 @@ class SessionManager:
         if session._regenerate:
             logged_in = session._user_id != record.user_id
             change = await self._create(session, now, now if logged_in else record.created_at)
-            await self._retire(record.key, now)
+            # A token that was someone's login is not left usable after a change of user.
+            await self._retire(record.key, now, grace=record.user_id in (None, session._user_id))
             return change
         return await self._update(session, record, now)
 
@@ -209,11 +210,17 @@ class SessionManager:
             return TokenChange(token, self._seconds_left(expires_at, now))
         raise SessionExists("could not find a free session key")
 
-    async def _retire(self, key: str, now: datetime) -> None:
-        """Delete an old key, or let it live for ``regenerate_grace`` for in-flight requests."""
-        if self.regenerate_grace and await self.backend.touch(key, now + self.regenerate_grace):
+    async def _retire(self, key: str, now: datetime, *, grace: bool = True) -> None:
+        """Delete an old key, or let it live for ``regenerate_grace`` for in-flight requests.
+
+        In its grace window the old record is re-stored with its absolute deadline
+        pinned to the window's end, so the requests using it cannot extend it.
+        """
+        old = await self.backend.read(key) if grace and self.regenerate_grace else None
+        if not await self.backend.delete(key) or old is None:
             return
-        await self.backend.delete(key)
+        end = min(now + self.regenerate_grace, old.expires_at)
+        await self.backend.create(replace(old, created_at=end - self.absolute_timeout, expires_at=end, version=1))
 
     async def _touch(self, session: Session, record: SessionRecord, to: datetime) -> TokenChange:
         session._touch_to = None

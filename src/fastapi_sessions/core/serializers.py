@@ -15,6 +15,8 @@ try:  # orjson is several times faster; the stdlib is the fallback, not a requir
     import orjson as _orjson
 except ImportError:  # pragma: no cover - exercised where orjson is absent
     _orjson = None
+# orjson would turn datetimes and dataclasses into strings and dicts silently; refuse them like json does.
+_ORJSON_STRICT = _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS if _orjson else 0
 
 
 @runtime_checkable
@@ -41,7 +43,7 @@ class JSONSerializer:
     def dumps(self, data: Mapping[str, Any]) -> bytes:
         try:
             if self._orjson is not None:
-                return bytes(self._orjson.dumps(data))
+                return bytes(self._orjson.dumps(data, option=_ORJSON_STRICT))
             return json.dumps(data, separators=(",", ":"), ensure_ascii=False,
                               allow_nan=False).encode()
         except (TypeError, ValueError) as exc:

@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Sequence
 
 from itsdangerous import BadSignature, Signer
+from itsdangerous.encoding import base64_decode, base64_encode
 
 from .errors import ConfigurationError
 
@@ -78,6 +79,12 @@ class TokenSigner:
         if not value or len(value) > _MAX_SIGNED_LENGTH or not value.isascii():
             return None
         try:
-            return self._signer.unsign(value).decode("ascii")
+            token = self._signer.unsign(value).decode("ascii")
         except (BadSignature, UnicodeDecodeError):
             return None
+        # itsdangerous decodes base64 leniently (stray padding, unused trailing bits), so several
+        # strings would verify; accept only the canonical one we issue: one session, one public id.
+        signature = value.rpartition(".")[2]
+        if base64_encode(base64_decode(signature)).decode("ascii") != signature:
+            return None
+        return token

@@ -18,7 +18,8 @@ __all__ = ["CookieFrontend", "SessionFrontend"]
 SameSite = Literal["lax", "strict", "none"]
 _SAMESITE_VALUES = ("lax", "strict", "none")
 # RFC 6265 token characters; a cookie name outside them could split the header.
-_NAME_FORBIDDEN = set('()<>@,;:\\"/[]?={} \t')
+_CONTROL = {chr(c) for c in range(32)} | {"\x7f"}  # CTLs: never valid in a cookie name, path or domain
+_NAME_FORBIDDEN = set('()<>@,;:\\"/[]?={} ') | _CONTROL
 
 
 class CookieFrontend(BaseFrontend):
@@ -50,12 +51,14 @@ class CookieFrontend(BaseFrontend):
         super().__init__(secret_key, salt=salt)
         if not cookie_name or not cookie_name.isascii() or _NAME_FORBIDDEN & set(cookie_name):
             raise ConfigurationError(f"invalid cookie name {cookie_name!r}")
-        samesite_value = str(samesite).lower()
+        samesite_value = str(getattr(samesite, "value", samesite)).lower()  # an Enum member: its value
         if samesite_value not in _SAMESITE_VALUES:
             raise ConfigurationError(f"samesite must be one of {_SAMESITE_VALUES}, not {samesite!r}")
-        if not path.startswith("/") or ";" in path:
-            raise ConfigurationError(f"cookie path must start with '/' and have no ';': {path!r}")
-        if domain is not None and (";" in domain or not domain):
+        if not path.startswith("/") or ";" in path or not path.isascii() or _CONTROL & set(path):
+            raise ConfigurationError(
+                f"cookie path must start with '/' and have no ';', control or non-ASCII characters: {path!r}"
+            )
+        if domain is not None and (";" in domain or not domain or not domain.isascii() or _CONTROL & set(domain)):
             raise ConfigurationError(f"invalid cookie domain {domain!r}")
         if cookie_name.startswith("__Host-") and (not secure or path != "/" or domain):
             raise ConfigurationError(

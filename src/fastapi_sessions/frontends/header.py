@@ -43,6 +43,8 @@ class HeaderFrontend(BaseFrontend):
         self.header_name = "Authorization" if bearer else header_name
         self.response_header = response_header or ("X-Session-Token" if bearer else header_name)
         self._lookup = self.header_name.lower().encode("latin-1")
+        #: What responses vary on (read by the middleware): the request header, not Cookie.
+        self.vary = self.header_name
         if bearer:
             self.model = HTTPBearer(description="Signed session token")
         else:

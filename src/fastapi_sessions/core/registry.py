@@ -1,0 +1,197 @@
+"""Backends by URL: entry points named after URL scheme families, loaded on demand.
+
+A distribution registers a backend factory in its packaging metadata::
+
+    [project.entry-points."fastapi_sessions.backends"]
+    redis = "fastapi_sessions.backends.redis:from_url"
+
+The name is the URL scheme *family*: ``postgresql+asyncpg://`` resolves
+``postgresql``, while a name with a ``+`` of its own (``mongodb+srv``) matches
+exactly first. The value is a callable taking the whole URL plus keyword
+options and returning a :class:`SessionBackend`. Only the requested entry
+point is imported, so a missing driver for one backend never affects another.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .contract import SessionBackend
+from .errors import ConfigurationError
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "AmbiguousBackend",
+    "BackendFactory",
+    "BackendNotInstalled",
+    "UnknownBackend",
+    "available_backends",
+    "from_url",
+    "mask_url",
+    "register_backend",
+    "unregister_backend",
+]
+
+logger = logging.getLogger("fastapi_sessions")
+
+ENTRY_POINT_GROUP = "fastapi_sessions.backends"
+BackendFactory = Callable[..., SessionBackend]
+
+#: First-party scheme families and the extra that brings each one's driver.
+FIRST_PARTY_EXTRAS: dict[str, str | None] = {
+    "memory": None,
+    "redis": "redis",
+    "rediss": "redis",
+    "redis+cluster": "redis",
+    "rediss+cluster": "redis",
+    "postgresql": "postgres",
+    "postgres": "postgres",
+    "sqlite": "sqlite",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "mongodb": "mongodb",
+    "mongodb+srv": "mongodb",
+}
+
+_registered: dict[str, BackendFactory] = {}
+
+
+class UnknownBackend(ConfigurationError):
+    """No backend is registered for the URL's scheme."""
+
+
+class BackendNotInstalled(ConfigurationError, ImportError):
+    """The backend exists but its driver is not installed; the message names the extra."""
+
+
+class AmbiguousBackend(ConfigurationError):
+    """Two installed distributions register the same scheme."""
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for errors and logs."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    except ValueError:
+        return "<unparseable URL>"
+
+
+def register_backend(name: str, factory: BackendFactory, *, replace: bool = False) -> None:
+    """Register ``factory`` for scheme family ``name`` in this process.
+
+    Takes precedence over entry points; meant for applications and tests.
+    Registering a name twice needs ``replace=True``.
+    """
+    if not name or name != name.lower() or "://" in name:
+        raise ConfigurationError(f"invalid scheme name {name!r}")
+    if name in _registered and not replace:
+        raise ConfigurationError(f"a backend is already registered for {name!r}; pass replace=True")
+    _registered[name] = factory
+
+
+def unregister_backend(name: str) -> None:
+    """Remove an in-process registration (entry points are not affected)."""
+    _registered.pop(name, None)
+
+
+def _entry_points() -> dict[str, list[tuple[EntryPoint, str]]]:
+    found: dict[str, list[tuple[EntryPoint, str]]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist is not None else "<unknown distribution>"
+        claims = found.setdefault(ep.name, [])
+        # The same distribution seen twice (two sys.path entries) is not a conflict.
+        if all(existing_dist != dist for _, existing_dist in claims):
+            claims.append((ep, dist))
+    return found
+
+
+def available_backends() -> dict[str, str]:
+    """Registered scheme families and where each comes from, without importing any backend."""
+    result = {name: f"{ep.value} ({dist})" for name, ((ep, dist), *_) in sorted(_entry_points().items())}
+    for name, factory in _registered.items():
+        result[name] = f"{getattr(factory, '__module__', '?')}:{getattr(factory, '__qualname__', '?')} (registered)"
+    return dict(sorted(result.items()))
+
+
+def _scheme_names(url: str) -> tuple[str, list[str]]:
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as exc:
+        raise ConfigurationError(f"cannot parse backend URL {mask_url(url)!r}") from exc
+    if not scheme or "://" not in url:
+        raise ConfigurationError(f"backend URL {mask_url(url)!r} has no scheme (expected e.g. memory://)")
+    # Most specific first: mongodb+srv, then the family before the first '+'.
+    names = [scheme]
+    if "+" in scheme:
+        names.append(scheme.split("+", 1)[0])
+    return scheme, names
+
+
+def _resolve(url: str) -> BackendFactory:
+    scheme, names = _scheme_names(url)
+    for name in names:
+        if name in _registered:
+            return _registered[name]
+    eps = _entry_points()
+    for name in names:
+        claims = eps.get(name)
+        if not claims:
+            continue
+        if len(claims) > 1:
+            dists = " and ".join(sorted(dist for _, dist in claims))
+            raise AmbiguousBackend(f"the scheme {name!r} is registered by more than one distribution: {dists}")
+        ep, dist = claims[0]
+        try:
+            factory: BackendFactory = ep.load()
+        except ImportError as exc:
+            raise _not_installed(name, dist, exc) from exc
+        return factory
+    if names[-1] in FIRST_PARTY_EXTRAS:
+        raise UnknownBackend(
+            f"the {names[-1]}:// backend is not part of this fastapi-sessions installation "
+            f"(available: {', '.join(f'{k}://' for k in sorted(set(eps) | set(_registered)))})"
+        )
+    known = sorted(set(eps) | set(_registered))
+    close = difflib.get_close_matches(scheme, known, n=1, cutoff=0.6) or difflib.get_close_matches(
+        names[-1], known, n=1, cutoff=0.6
+    )
+    hint = f"; did you mean {close[0]}://?" if close else ""
+    listed = ", ".join(f"{k}://" for k in known) or "none"
+    raise UnknownBackend(f"no session backend for {scheme}:// (known: {listed}){hint}")
+
+
+def _not_installed(name: str, dist: str, exc: ImportError) -> ConfigurationError:
+    extra = FIRST_PARTY_EXTRAS.get(name)
+    if dist == "fastapi-sessions" and extra is not None:
+        return BackendNotInstalled(
+            f"the {name}:// backend needs its driver ({exc.name or exc}); "
+            f'install it with: pip install "fastapi-sessions[{extra}]"'
+        )
+    return BackendNotInstalled(f"the {name}:// backend from {dist} failed to import: {exc}")
+
+
+def from_url(url: str, **options: Any) -> SessionBackend:
+    """Build the backend a URL names, e.g. ``from_url("memory://")``.
+
+    Keyword options go to the backend's factory. Errors are
+    ``UnknownBackend`` (with the nearest known scheme), ``BackendNotInstalled``
+    (naming the ``pip install`` that fixes it) and ``AmbiguousBackend``;
+    passwords in the URL are masked in every message.
+    """
+    factory = _resolve(url)
+    try:
+        backend = factory(url, **options)
+    except TypeError as exc:
+        raise ConfigurationError(f"bad options for {mask_url(url)}: {exc}") from None
+    logger.debug("session backend %s for %s", type(backend).__name__, mask_url(url))
+    return backend

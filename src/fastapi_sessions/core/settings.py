@@ -1,0 +1,73 @@
+"""Configuration from the environment (pydantic-settings): one URL is enough.
+
+=====================================  ===========================================================
+variable                               meaning (default)
+=====================================  ===========================================================
+``FASTAPI_SESSIONS_URL``               backend URL (``memory://``)
+``FASTAPI_SESSIONS_SECRET_KEY``        the signing key; required except for ``memory://``
+``FASTAPI_SESSIONS_SECRET_KEYS``       older keys still accepted, as a JSON list (``[]``)
+``FASTAPI_SESSIONS_IDLE_TIMEOUT``      seconds or ISO 8601 duration (1800)
+``FASTAPI_SESSIONS_ABSOLUTE_TIMEOUT``  seconds or ISO 8601 duration (28800)
+``FASTAPI_SESSIONS_COOKIE_NAME``       (``session``)
+``FASTAPI_SESSIONS_COOKIE_SECURE``     (``true``)
+``FASTAPI_SESSIONS_COOKIE_SAMESITE``   ``lax``, ``strict`` or ``none`` (``lax``)
+``FASTAPI_SESSIONS_COOKIE_DOMAIN``     (none)
+``FASTAPI_SESSIONS_COOKIE_PATH``       (``/``)
+``FASTAPI_SESSIONS_COOKIE_PARTITIONED`` (``false``)
+``FASTAPI_SESSIONS_COOKIE_PERSISTENT`` ``false`` for a browser-session cookie (``true``)
+=====================================  ===========================================================
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .registry import mask_url
+
+__all__ = ["SessionSettings"]
+
+
+def _seconds(value: Any) -> Any:
+    """Environment values arrive as text; plain numbers mean seconds."""
+    if isinstance(value, str):
+        try:
+            return timedelta(seconds=float(value))
+        except ValueError:
+            return value  # ISO 8601 durations are pydantic's to parse
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_seconds)]
+
+
+class SessionSettings(BaseSettings):
+    """Settings read from ``FASTAPI_SESSIONS_*`` variables (and a ``.env`` file if given)."""
+
+    model_config = SettingsConfigDict(env_prefix="FASTAPI_SESSIONS_", extra="ignore")
+
+    url: str = "memory://"
+    secret_key: SecretStr | None = None
+    secret_keys: list[SecretStr] = []
+    idle_timeout: Duration = timedelta(minutes=30)
+    absolute_timeout: Duration = timedelta(hours=8)
+    cookie_name: str = "session"
+    cookie_secure: bool = True
+    cookie_samesite: Literal["lax", "strict", "none"] = "lax"
+    cookie_domain: str | None = None
+    cookie_path: str = "/"
+    cookie_partitioned: bool = False
+    cookie_persistent: bool = True
+
+    def __repr_args__(self) -> Any:
+        # The URL may carry a password; settings get logged.
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if name == "url" else value
+
+    def keys(self) -> list[str]:
+        """All signing keys, the signing one first."""
+        first = [self.secret_key] if self.secret_key is not None else []
+        return [key.get_secret_value() for key in [*first, *self.secret_keys]]

@@ -1,0 +1,518 @@
+"""``BackendConformance``: the storage contract as a pytest class any backend can run.
+
+Subclass it in a test module and override one async fixture::
+
+    import pytest_asyncio
+    from fastapi_sessions.testing import BackendConformance
+
+    class TestMyBackend(BackendConformance):
+        @pytest_asyncio.fixture
+        async def backend(self):
+            async with MyBackend("...") as backend:
+                yield backend
+
+Every test is marked ``asyncio`` explicitly, so the kit runs under
+pytest-asyncio's strict mode. Keys and user ids are random per test, so a
+shared server is safe and tests may run in parallel.
+
+Expiry is exercised with short deadlines: records expire ``expiry_delay``
+seconds after the kit creates them and :meth:`advance` lets that time pass (a
+real sleep by default; override it when the backend takes an injectable
+clock). Optional abilities are :class:`Capability` values listed in
+``capabilities``; a test needing one the class does not declare is skipped
+with the capability's name, or fails when ``strict = True`` (or the
+environment variable ``FASTAPI_SESSIONS_CONFORMANCE_STRICT=1``) is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import ClassVar
+
+import pytest
+import pytest_asyncio
+
+from ..core.contract import SessionBackend
+from ..core.errors import (
+    BackendError,
+    BackendUnavailable,
+    SessionConflict,
+    SessionExists,
+    SessionNotFound,
+)
+from ..core.records import SessionRecord
+from ..core.tokens import new_token, storage_key
+
+__all__ = ["BackendConformance", "Capability"]
+
+
+class Capability(StrEnum):
+    """Optional abilities a conformance subclass can declare."""
+
+    #: The subclass implements :meth:`BackendConformance.stored_record`, reading the
+    #: store directly, so the kit can check that data really landed (and really left).
+    OUT_OF_BAND_READ = "out_of_band_read"
+    #: ``purge_expired()`` returns the exact number of expired records it removed.
+    #: Stores whose server expires records on its own cannot promise that.
+    EXACT_PURGE_COUNT = "exact_purge_count"
+    #: The subclass provides an ``unreachable_backend`` fixture: the same backend
+    #: pointed at a server that does not answer.
+    UNREACHABLE_SERVER = "unreachable_server"
+
+
+ODD_USER_IDS = [
+    "ユーザー😀",
+    "o'brien \"quoted\"",
+    "$ne",
+    '{"$ne": null}',
+    "$where",
+    "a.b.c",
+    "with space\tand tab",
+    "back\\slash/slash",
+    "semi;colon,comma=equals",
+    "%00%zz",
+    "x" * 1000,
+]
+
+
+def _ms(value: datetime) -> datetime:
+    # Some stores keep milliseconds only; the kit's timestamps fit every store.
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+class BackendConformance:
+    """The executable specification of ``SessionBackend``. See the module docstring."""
+
+    #: Abilities this backend has beyond the mandatory contract.
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: Fail instead of skipping tests whose capability is not declared.
+    strict: ClassVar[bool] = False
+    #: Seconds after which the kit's short-lived records expire.
+    expiry_delay: ClassVar[float] = 0.5
+
+    # -- what a subclass provides ------------------------------------------------------------
+
+    @pytest_asyncio.fixture
+    async def backend(self) -> AsyncIterator[SessionBackend]:
+        """Override: yield a ready backend, and close it afterwards."""
+        pytest.fail("BackendConformance subclasses must override the async `backend` fixture")
+        yield  # pragma: no cover
+
+    def now(self) -> datetime:
+        """The time the backend judges expiry by (override with an injected clock)."""
+        return datetime.now(UTC)
+
+    async def advance(self, backend: SessionBackend, seconds: float) -> None:
+        """Let ``seconds`` pass for ``backend``; a real sleep unless overridden."""
+        await asyncio.sleep(seconds)
+
+    async def stored_record(self, backend: SessionBackend, key: str) -> SessionRecord | None:
+        """Read ``key`` straight from the store, bypassing ``backend`` (``OUT_OF_BAND_READ``).
+
+        Return what is physically stored, expired or not, or ``None``.
+        """
+        raise NotImplementedError
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def require(self, capability: Capability) -> None:
+        if capability in self.capabilities:
+            return
+        message = f"backend does not declare capability {capability.value!r}"
+        if self.strict or os.environ.get("FASTAPI_SESSIONS_CONFORMANCE_STRICT") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+    @staticmethod
+    def new_key() -> str:
+        return storage_key(new_token())
+
+    @staticmethod
+    def new_user() -> str:
+        return f"user-{uuid.uuid4().hex}"
+
+    def record(
+        self,
+        *,
+        key: str | None = None,
+        payload: bytes = b'{"n":1}',
+        user_id: str | None = None,
+        ttl: float = 3600,
+    ) -> SessionRecord:
+        now = _ms(self.now())
+        return SessionRecord(
+            key=key or self.new_key(),
+            payload=payload,
+            user_id=user_id,
+            created_at=now,
+            expires_at=_ms(now + timedelta(seconds=ttl)),
+            version=1,
+        )
+
+    def short_lived(self, **kwargs: object) -> SessionRecord:
+        return self.record(ttl=self.expiry_delay, **kwargs)  # type: ignore[arg-type]
+
+    async def expire(self, backend: SessionBackend) -> None:
+        """Let every short-lived record of this test expire."""
+        await self.advance(backend, self.expiry_delay + 0.3)
+
+    # -- the protocol ------------------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_satisfies_protocol(self, backend: SessionBackend) -> None:
+        assert isinstance(backend, SessionBackend)
+
+    # -- create and read ---------------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_create_then_read_round_trips_every_field(self, backend: SessionBackend) -> None:
+        record = self.record(user_id=self.new_user(), payload=b'{"a":[1,2,3]}')
+        await backend.create(record)
+        got = await backend.read(record.key)
+        assert got == record
+        assert got is not None and got.created_at.utcoffset() == timedelta(0)
+        assert got.expires_at.utcoffset() == timedelta(0)
+
+    @pytest.mark.asyncio
+    async def test_read_of_unknown_key_is_none(self, backend: SessionBackend) -> None:
+        assert await backend.read(self.new_key()) is None
+
+    @pytest.mark.asyncio
+    async def test_read_never_creates(self, backend: SessionBackend) -> None:
+        key = self.new_key()
+        assert await backend.read(key) is None
+        assert await backend.read(key) is None
+        assert await backend.delete(key) is False
+
+    @pytest.mark.asyncio
+    async def test_create_is_insert_only(self, backend: SessionBackend) -> None:
+        original = self.record(payload=b'{"who":"first"}')
+        await backend.create(original)
+        with pytest.raises(SessionExists):
+            await backend.create(self.record(key=original.key, payload=b'{"who":"second"}'))
+        assert await backend.read(original.key) == original
+
+    @pytest.mark.asyncio
+    async def test_create_over_an_expired_record_succeeds(self, backend: SessionBackend) -> None:
+        old = self.short_lived(payload=b'{"old":true}')
+        await backend.create(old)
+        await self.expire(backend)
+        fresh = self.record(key=old.key, payload=b'{"new":true}')
+        await backend.create(fresh)
+        assert await backend.read(old.key) == fresh
+
+    @pytest.mark.asyncio
+    async def test_expired_record_is_never_returned(self, backend: SessionBackend) -> None:
+        short = self.short_lived()
+        long = self.record()
+        await backend.create(short)
+        await backend.create(long)
+        assert await backend.read(short.key) == short
+        await self.expire(backend)
+        assert await backend.read(short.key) is None
+        assert await backend.read(long.key) == long
+
+    @pytest.mark.asyncio
+    async def test_keys_are_independent(self, backend: SessionBackend) -> None:
+        first, second = self.record(payload=b'{"i":1}'), self.record(payload=b'{"i":2}')
+        await backend.create(first)
+        await backend.create(second)
+        await backend.delete(first.key)
+        assert await backend.read(first.key) is None
+        assert await backend.read(second.key) == second
+
+    # -- update (compare-and-set) ------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_update_replaces_and_returns_the_next_version(self, backend: SessionBackend) -> None:
+        record = self.record()
+        await backend.create(record)
+        later = _ms(record.expires_at + timedelta(minutes=5))
+        changed = SessionRecord(record.key, b'{"n":2}', record.user_id, record.created_at, later, 1)
+        assert await backend.update(changed, expected_version=1) == 2
+        got = await backend.read(record.key)
+        assert got == SessionRecord(record.key, b'{"n":2}', None, record.created_at, later, 2)
+        assert await backend.update(SessionRecord(record.key, b'{"n":3}', None, record.created_at, later, 2), 2) == 3
+
+    @pytest.mark.asyncio
+    async def test_update_with_a_stale_version_conflicts(self, backend: SessionBackend) -> None:
+        record = self.record()
+        await backend.create(record)
+        await backend.update(self._with(record, b'{"n":2}'), expected_version=1)
+        with pytest.raises(SessionConflict):
+            await backend.update(self._with(record, b'{"n":99}'), expected_version=1)
+        got = await backend.read(record.key)
+        assert got is not None and got.payload == b'{"n":2}' and got.version == 2
+
+    @pytest.mark.asyncio
+    async def test_update_of_an_unknown_key_is_not_found(self, backend: SessionBackend) -> None:
+        record = self.record()
+        with pytest.raises(SessionNotFound):
+            await backend.update(record, expected_version=1)
+        assert await backend.read(record.key) is None
+
+    @pytest.mark.asyncio
+    async def test_update_never_resurrects_an_expired_record(self, backend: SessionBackend) -> None:
+        record = self.short_lived()
+        await backend.create(record)
+        await self.expire(backend)
+        revived = self._with(record, b'{"revived":true}', expires_at=_ms(self.now() + timedelta(hours=1)))
+        with pytest.raises(SessionNotFound):
+            await backend.update(revived, expected_version=1)
+        assert await backend.read(record.key) is None
+
+    @pytest.mark.asyncio
+    async def test_update_never_resurrects_a_deleted_record(self, backend: SessionBackend) -> None:
+        record = self.record()
+        await backend.create(record)
+        await backend.delete(record.key)
+        with pytest.raises(SessionNotFound):
+            await backend.update(self._with(record, b"{}"), expected_version=1)
+        assert await backend.read(record.key) is None
+
+    @pytest.mark.asyncio
+    async def test_update_can_shorten_expiry(self, backend: SessionBackend) -> None:
+        record = self.record()
+        await backend.create(record)
+        soon = _ms(self.now() + timedelta(seconds=self.expiry_delay))
+        await backend.update(self._with(record, record.payload, expires_at=soon), expected_version=1)
+        await self.expire(backend)
+        assert await backend.read(record.key) is None
+
+    @pytest.mark.asyncio
+    async def test_concurrent_updates_with_one_version_have_exactly_one_winner(
+        self, backend: SessionBackend
+    ) -> None:
+        record = self.record()
+        await backend.create(record)
+        attempts = [self._with(record, f'{{"writer":{i}}}'.encode()) for i in range(20)]
+        results = await asyncio.gather(
+            *(backend.update(attempt, expected_version=1) for attempt in attempts), return_exceptions=True
+        )
+        winners = [i for i, result in enumerate(results) if result == 2]
+        losers = [result for result in results if isinstance(result, SessionConflict)]
+        assert len(winners) == 1, results
+        assert len(losers) == 19, results
+        got = await backend.read(record.key)
+        assert got is not None and got.version == 2
+        assert got.payload == attempts[winners[0]].payload
+
+    # -- touch and delete --------------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_touch_extends_expiry_without_rewriting(self, backend: SessionBackend) -> None:
+        record = self.short_lived(payload=b'{"keep":"me"}')
+        await backend.create(record)
+        later = _ms(self.now() + timedelta(hours=1))
+        assert await backend.touch(record.key, later) is True
+        await self.expire(backend)
+        got = await backend.read(record.key)
+        assert got is not None
+        assert (got.payload, got.version, got.expires_at) == (record.payload, record.version, later)
+
+    @pytest.mark.asyncio
+    async def test_touch_of_a_missing_or_expired_record_is_false(self, backend: SessionBackend) -> None:
+        assert await backend.touch(self.new_key(), _ms(self.now() + timedelta(hours=1))) is False
+        record = self.short_lived()
+        await backend.create(record)
+        await self.expire(backend)
+        assert await backend.touch(record.key, _ms(self.now() + timedelta(hours=1))) is False
+        assert await backend.read(record.key) is None
+
+    @pytest.mark.asyncio
+    async def test_delete_is_idempotent(self, backend: SessionBackend) -> None:
+        record = self.record()
+        await backend.create(record)
+        assert await backend.delete(record.key) is True
+        assert await backend.delete(record.key) is False
+        assert await backend.read(record.key) is None
+        assert await backend.delete(self.new_key()) is False
+
+    # -- per-user index ----------------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_list_by_user_lists_exactly_that_users_live_sessions(self, backend: SessionBackend) -> None:
+        alice, bob = self.new_user(), self.new_user()
+        mine = [self.record(user_id=alice) for _ in range(3)]
+        for record in [*mine, self.record(user_id=bob), self.record()]:
+            await backend.create(record)
+        listed = await backend.list_by_user(alice)
+        assert sorted(r.key for r in listed) == sorted(r.key for r in mine)
+        assert all(r.user_id == alice for r in listed)
+        assert await backend.list_by_user(self.new_user()) == []
+
+    @pytest.mark.asyncio
+    async def test_list_by_user_excludes_expired_and_deleted(self, backend: SessionBackend) -> None:
+        alice = self.new_user()
+        live, short, gone = self.record(user_id=alice), self.short_lived(user_id=alice), self.record(user_id=alice)
+        for record in (live, short, gone):
+            await backend.create(record)
+        await backend.delete(gone.key)
+        await self.expire(backend)
+        assert [r.key for r in await backend.list_by_user(alice)] == [live.key]
+
+    @pytest.mark.asyncio
+    async def test_delete_by_user_removes_exactly_that_users_sessions(self, backend: SessionBackend) -> None:
+        alice, bob = self.new_user(), self.new_user()
+        mine = [self.record(user_id=alice) for _ in range(3)]
+        others = [self.record(user_id=bob), self.record()]
+        for record in [*mine, *others]:
+            await backend.create(record)
+        assert await backend.delete_by_user(alice) == 3
+        for record in mine:
+            assert await backend.read(record.key) is None
+        for record in others:
+            assert await backend.read(record.key) == record
+        assert await backend.list_by_user(alice) == []
+        assert await backend.delete_by_user(alice) == 0
+
+    @pytest.mark.asyncio
+    async def test_delete_by_user_does_not_count_expired_sessions(self, backend: SessionBackend) -> None:
+        alice = self.new_user()
+        await backend.create(self.short_lived(user_id=alice))
+        live = self.record(user_id=alice)
+        await backend.create(live)
+        await self.expire(backend)
+        assert await backend.delete_by_user(alice) == 1
+        assert await backend.read(live.key) is None
+
+    @pytest.mark.asyncio
+    async def test_update_that_changes_the_user_moves_the_session(self, backend: SessionBackend) -> None:
+        alice, bob = self.new_user(), self.new_user()
+        record = self.record(user_id=alice)
+        await backend.create(record)
+        moved = SessionRecord(record.key, record.payload, bob, record.created_at, record.expires_at, 1)
+        await backend.update(moved, expected_version=1)
+        assert await backend.list_by_user(alice) == []
+        assert [r.key for r in await backend.list_by_user(bob)] == [record.key]
+        assert await backend.delete_by_user(alice) == 0
+        assert await backend.read(record.key) is not None
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("user_id", ODD_USER_IDS, ids=lambda u: f"len{len(u)}-{u[:12]!r}")
+    async def test_odd_but_legal_user_ids_are_data(self, backend: SessionBackend, user_id: str) -> None:
+        user = f"{user_id}-{uuid.uuid4().hex}"  # unique per test, so the index is this test's alone
+        record = self.record(user_id=user)
+        await backend.create(record)
+        assert await backend.read(record.key) == record
+        assert [r.key for r in await backend.list_by_user(user)] == [record.key]
+        assert await backend.list_by_user(user_id) == []  # a prefix is not a match
+        assert await backend.delete_by_user(user) == 1
+
+    # -- payloads ----------------------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_payload_of_one_mebibyte_round_trips(self, backend: SessionBackend) -> None:
+        payload = os.urandom(1024 * 1024)
+        record = self.record(payload=payload)
+        await backend.create(record)
+        got = await backend.read(record.key)
+        assert got is not None and got.payload == payload
+        bigger = payload[::-1]
+        await backend.update(self._with(record, bigger), expected_version=1)
+        got = await backend.read(record.key)
+        assert got is not None and got.payload == bigger
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize(
+        "payload",
+        [b"", bytes(range(256)), b"\x00\x00", '{"k":"ünï\'\\"$.{}"}'.encode(), b'{"$set":{"a.b":1}}'],
+        ids=["empty", "all-bytes", "nuls", "unicode-quotes", "operator-like"],
+    )
+    async def test_payload_bytes_are_opaque(self, backend: SessionBackend, payload: bytes) -> None:
+        record = self.record(payload=payload)
+        await backend.create(record)
+        got = await backend.read(record.key)
+        assert got is not None and got.payload == payload
+
+    # -- purge -------------------------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_purge_expired_removes_expired_and_keeps_live(self, backend: SessionBackend) -> None:
+        alice = self.new_user()
+        expired = [self.short_lived(user_id=alice) for _ in range(5)]
+        live = [self.record(user_id=alice) for _ in range(3)]
+        for record in [*expired, *live]:
+            await backend.create(record)
+        await self.expire(backend)
+        removed = await backend.purge_expired()
+        assert removed >= 0
+        for record in live:
+            assert await backend.read(record.key) == record
+        for record in expired:
+            assert await backend.read(record.key) is None
+        assert sorted(r.key for r in await backend.list_by_user(alice)) == sorted(r.key for r in live)
+
+    @pytest.mark.asyncio
+    async def test_purge_expired_counts_what_it_removed(self, backend: SessionBackend) -> None:
+        self.require(Capability.EXACT_PURGE_COUNT)
+        await backend.purge_expired()  # start from a store without expired leftovers
+        expired = [self.short_lived() for _ in range(4)]
+        for record in [*expired, self.record()]:
+            await backend.create(record)
+        await self.expire(backend)
+        assert await backend.purge_expired() == 4
+        assert await backend.purge_expired() == 0
+
+    # -- out of band -------------------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_writes_really_land_in_the_store(self, backend: SessionBackend) -> None:
+        self.require(Capability.OUT_OF_BAND_READ)
+        record = self.record(user_id=self.new_user(), payload=b'{"landed":true}')
+        await backend.create(record)
+        assert await self.stored_record(backend, record.key) == record
+        await backend.update(self._with(record, b'{"landed":2}'), expected_version=1)
+        stored = await self.stored_record(backend, record.key)
+        assert stored is not None and (stored.payload, stored.version) == (b'{"landed":2}', 2)
+        await backend.delete(record.key)
+        assert await self.stored_record(backend, record.key) is None
+
+    @pytest.mark.asyncio
+    async def test_purge_physically_removes_expired_records(self, backend: SessionBackend) -> None:
+        self.require(Capability.OUT_OF_BAND_READ)
+        record = self.short_lived()
+        await backend.create(record)
+        await self.expire(backend)
+        await backend.purge_expired()
+        assert await self.stored_record(backend, record.key) is None
+
+    # -- failures ----------------------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_unreachable_server_raises_backend_unavailable(self, request: pytest.FixtureRequest) -> None:
+        self.require(Capability.UNREACHABLE_SERVER)
+        backend: SessionBackend = request.getfixturevalue("unreachable_backend")
+        record = self.record(user_id=self.new_user())
+        calls = [
+            backend.create(record),
+            backend.read(record.key),
+            backend.update(record, 1),
+            backend.touch(record.key, record.expires_at),
+            backend.delete(record.key),
+            backend.list_by_user("u"),
+            backend.delete_by_user("u"),
+            backend.purge_expired(),
+        ]
+        for call in calls:
+            with pytest.raises(BackendUnavailable) as caught:
+                await call
+            assert isinstance(caught.value, BackendError)
+
+    @pytest.mark.asyncio
+    async def test_aclose_is_idempotent(self, backend: SessionBackend) -> None:
+        await backend.aclose()
+        await backend.aclose()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _with(record: SessionRecord, payload: bytes, *, expires_at: datetime | None = None) -> SessionRecord:
+        return SessionRecord(
+            record.key, payload, record.user_id, record.created_at, expires_at or record.expires_at, record.version
+        )

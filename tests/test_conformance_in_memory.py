@@ -1,0 +1,33 @@
+"""The conformance kit against the in-memory backend, on an injected clock (no sleeps)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import pytest_asyncio
+
+from fastapi_sessions import ManualClock, SessionBackend, SessionRecord, utc_now
+from fastapi_sessions.backends.in_memory import InMemoryBackend
+from fastapi_sessions.testing import BackendConformance, Capability
+
+
+class TestInMemoryConformance(BackendConformance):
+    capabilities = frozenset({Capability.OUT_OF_BAND_READ, Capability.EXACT_PURGE_COUNT})
+    # UNREACHABLE_SERVER is not declared: an in-process store has no server to lose.
+
+    @pytest_asyncio.fixture
+    async def backend(self) -> AsyncIterator[SessionBackend]:
+        self.clock = ManualClock(utc_now())
+        async with InMemoryBackend(clock=self.clock) as backend:
+            yield backend
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    async def advance(self, backend: SessionBackend, seconds: float) -> None:
+        self.clock.advance(seconds=seconds)
+
+    async def stored_record(self, backend: SessionBackend, key: str) -> SessionRecord | None:
+        assert isinstance(backend, InMemoryBackend)
+        return backend._records.get(key)
