@@ -20,13 +20,17 @@ from .core.errors import (
 from .core.manager import ConflictPolicy, SessionManager, TokenChange
 from .core.middleware import SessionMiddleware
 from .core.records import SessionInfo, SessionRecord
+from .core.registry import AmbiguousBackend, BackendNotInstalled, UnknownBackend
 from .core.serializers import JSONSerializer, Serializer
 from .core.session import Session
+from .core.settings import SessionSettings
 
 __version__ = "1.0.0.dev0"
 
 __all__ = [
+    "AmbiguousBackend",
     "BackendError",
+    "BackendNotInstalled",
     "BackendUnavailable",
     "BaseSessionBackend",
     "Clock",
@@ -46,7 +50,9 @@ __all__ = [
     "SessionMiddleware",
     "SessionNotFound",
     "SessionRecord",
+    "SessionSettings",
     "TokenChange",
+    "UnknownBackend",
     "__version__",
     "utc_now",
 ]

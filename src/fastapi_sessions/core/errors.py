@@ -2,6 +2,9 @@
 
     SessionError                  base of everything below
     ├── ConfigurationError        bad settings; also a ValueError
+    │   ├── UnknownBackend        no backend for the URL's scheme (suggests the nearest)
+    │   ├── BackendNotInstalled   the backend's driver is missing (names the pip extra)
+    │   └── AmbiguousBackend      two distributions claim one scheme
     ├── SerializationError        session data that cannot be encoded or decoded
     ├── SessionExists             create() found a live record with that key
     ├── SessionNotFound           update() found no live record (gone or expired)

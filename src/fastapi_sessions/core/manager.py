@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+import secrets
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel
 
@@ -22,9 +23,13 @@ from .errors import (
     SessionExists,
 )
 from .records import SessionInfo, SessionRecord
+from .registry import mask_url
 from .serializers import JSONSerializer, Serializer
 from .session import Session
-from .tokens import new_token, storage_key
+from .tokens import SecretKey, new_token, storage_key
+
+if TYPE_CHECKING:
+    from .settings import SessionSettings
 
 __all__ = ["ConflictPolicy", "SessionManager", "TokenChange"]
 
@@ -107,6 +112,67 @@ class SessionManager:
         self.user = user_dependency(frontend, required=True)
         #: Dependency: the logged-in user id or ``None``.
         self.optional_user = user_dependency(frontend, required=False)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        secret_key: SecretKey | Sequence[SecretKey] | None = None,
+        frontend: Frontend | None = None,
+        backend_options: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Self:
+        """A manager on the backend ``url`` names, with a :class:`SessionFrontend` by default.
+
+        ``SessionManager.from_url("redis://localhost/0", secret_key="...")``.
+        ``backend_options`` go to the backend's factory, other keyword options
+        to the manager. A secret key is required unless ``frontend`` is given,
+        except for ``memory://``: its data dies with the process, so a random
+        per-process key is generated.
+        """
+        from ..frontends.cookie import SessionFrontend
+        from .registry import from_url as backend_from_url
+
+        if frontend is None:
+            if secret_key is None:
+                if not url.startswith("memory:"):
+                    raise ConfigurationError(
+                        "a secret key is required: pass secret_key=... or set FASTAPI_SESSIONS_SECRET_KEY"
+                    )
+                secret_key = secrets.token_urlsafe(32)
+            frontend = SessionFrontend(secret_key)
+        elif secret_key is not None:
+            raise ConfigurationError("pass either secret_key or frontend, not both")
+        return cls(backend_from_url(url, **dict(backend_options or {})), frontend, **options)
+
+    @classmethod
+    def from_settings(cls, settings: SessionSettings | None = None, **options: Any) -> Self:
+        """A manager configured from :class:`SessionSettings` (by default, the environment)."""
+        from ..frontends.cookie import SessionFrontend
+        from .settings import SessionSettings
+
+        settings = settings or SessionSettings()
+        keys = settings.keys()
+        frontend = None
+        if keys or not settings.url.startswith("memory:"):
+            if not keys:
+                raise ConfigurationError(
+                    f"FASTAPI_SESSIONS_SECRET_KEY is required for {mask_url(settings.url)}"
+                )
+            frontend = SessionFrontend(
+                keys,
+                cookie_name=settings.cookie_name,
+                secure=settings.cookie_secure,
+                samesite=settings.cookie_samesite,
+                domain=settings.cookie_domain,
+                path=settings.cookie_path,
+                partitioned=settings.cookie_partitioned,
+                persistent=settings.cookie_persistent,
+            )
+        options.setdefault("idle_timeout", settings.idle_timeout)
+        options.setdefault("absolute_timeout", settings.absolute_timeout)
+        return cls.from_url(settings.url, frontend=frontend, **options)
 
     def model(self, model: type[M]) -> Callable[..., Awaitable[M]]:
         """Dependency: the session data validated as ``model`` (422 when it does not fit)."""
