@@ -7,7 +7,6 @@ workers. Use a server backend for anything else.
 from __future__ import annotations
 
 import heapq
-from dataclasses import replace
 from datetime import datetime
 
 from ..core.clock import Clock, utc_now
@@ -68,14 +67,17 @@ class InMemoryBackend(BaseSessionBackend):
         old = self._records.get(record.key)
         if old is not None and old.user_id != record.user_id:
             self._remove(record.key)
+            old = None
         self._records[record.key] = record
-        if record.user_id is not None:
+        if record.user_id is not None and old is None:
             self._by_user.setdefault(record.user_id, set()).add(record.key)
-        heapq.heappush(self._expiry, (record.expires_at, record.key))
-        if len(self._expiry) > 2 * len(self._records) + 64:
-            # Touches leave stale heap entries behind; rebuild before they pile up.
-            self._expiry = [(r.expires_at, k) for k, r in self._records.items()]
-            heapq.heapify(self._expiry)
+        # The heap needs an entry no later than each record's expiry; a later expiry can
+        # reuse the old entry (it is re-queued when popped), so updates rarely push.
+        if old is None or record.expires_at < old.expires_at:
+            heapq.heappush(self._expiry, (record.expires_at, record.key))
+            if len(self._expiry) > 2 * len(self._records) + 64:
+                self._expiry = [(r.expires_at, k) for k, r in self._records.items()]
+                heapq.heapify(self._expiry)
 
     def _reclaim(self, now: datetime) -> int:
         """Drop expired records from the front of the heap; cost is what expired."""
@@ -84,9 +86,13 @@ class InMemoryBackend(BaseSessionBackend):
         while heap and heap[0][0] <= now:
             _, key = heapq.heappop(heap)
             record = self._records.get(key)
-            if record is not None and record.expires_at <= now:
+            if record is None:
+                continue
+            if record.expires_at <= now:
                 self._remove(key)
                 removed += 1
+            else:  # its expiry moved later since this entry was queued
+                heapq.heappush(heap, (record.expires_at, key))
         return removed
 
     def _make_room(self) -> None:
@@ -96,8 +102,12 @@ class InMemoryBackend(BaseSessionBackend):
         while len(self._records) >= self.max_entries and heap:
             expires_at, key = heapq.heappop(heap)
             record = self._records.get(key)
-            if record is not None and record.expires_at == expires_at:
+            if record is None:
+                continue
+            if record.expires_at <= expires_at:
                 self._remove(key)
+            else:
+                heapq.heappush(heap, (record.expires_at, key))
 
     # -- the contract ------------------------------------------------------------------------
 
@@ -107,7 +117,11 @@ class InMemoryBackend(BaseSessionBackend):
         if self._live(record.key, now) is not None:
             raise SessionExists("a live session already has this key")
         self._make_room()
-        self._store(replace(record, version=1) if record.version != 1 else record)
+        if record.version != 1:
+            record = SessionRecord(
+                record.key, record.payload, record.user_id, record.created_at, record.expires_at, 1
+            )
+        self._store(record)
 
     async def read(self, key: str) -> SessionRecord | None:
         return self._live(key, self._clock())
@@ -119,14 +133,23 @@ class InMemoryBackend(BaseSessionBackend):
         if current.version != expected_version:
             raise SessionConflict("the session changed since it was read")
         version = expected_version + 1
-        self._store(replace(record, created_at=current.created_at, version=version))
+        if record.version != version or record.created_at != current.created_at:
+            record = SessionRecord(
+                record.key, record.payload, record.user_id, current.created_at, record.expires_at, version
+            )
+        if record.user_id == current.user_id and record.expires_at >= current.expires_at:
+            self._records[record.key] = record  # the common case: indexes and heap stay valid
+        else:
+            self._store(record)
         return version
 
     async def touch(self, key: str, expires_at: datetime) -> bool:
         current = self._live(key, self._clock())
         if current is None:
             return False
-        self._store(replace(current, expires_at=expires_at))
+        self._store(
+            SessionRecord(key, current.payload, current.user_id, current.created_at, expires_at, current.version)
+        )
         return True
 
     async def delete(self, key: str) -> bool:

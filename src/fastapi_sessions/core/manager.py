@@ -26,7 +26,7 @@ from .records import SessionInfo, SessionRecord
 from .registry import mask_url
 from .serializers import JSONSerializer, Serializer
 from .session import Session
-from .tokens import SecretKey, new_token, storage_key
+from .tokens import SecretKey, cached_storage_key, new_token, storage_key
 
 if TYPE_CHECKING:
     from .settings import SessionSettings
@@ -45,6 +45,10 @@ def _as_timedelta(value: timedelta | float, name: str) -> timedelta:
     if delta <= timedelta(0):
         raise ConfigurationError(f"{name} must be positive")
     return delta
+
+
+def _is_memory(url: str) -> bool:
+    return url[:7].lower() == "memory:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,8 @@ class SessionManager:
             self.idle_refresh_interval = _as_timedelta(idle_refresh_interval, "idle_refresh_interval")
         if self.idle_refresh_interval >= self.idle_timeout:
             raise ConfigurationError("idle_refresh_interval must be shorter than idle_timeout")
+        # A record is due for an idle extension once now + idle - refresh reaches its expiry.
+        self._touch_slack = self.idle_timeout - self.idle_refresh_interval
         grace = regenerate_grace if isinstance(regenerate_grace, timedelta) else timedelta(
             seconds=regenerate_grace)
         if grace < timedelta(0):
@@ -136,7 +142,7 @@ class SessionManager:
 
         if frontend is None:
             if secret_key is None:
-                if not url.startswith("memory:"):
+                if not _is_memory(url):
                     raise ConfigurationError(
                         "a secret key is required: pass secret_key=... or set FASTAPI_SESSIONS_SECRET_KEY"
                     )
@@ -153,23 +159,21 @@ class SessionManager:
         from .settings import SessionSettings
 
         settings = settings or SessionSettings()
-        keys = settings.keys()
-        frontend = None
-        if keys or not settings.url.startswith("memory:"):
-            if not keys:
-                raise ConfigurationError(
-                    f"FASTAPI_SESSIONS_SECRET_KEY is required for {mask_url(settings.url)}"
-                )
-            frontend = SessionFrontend(
-                keys,
-                cookie_name=settings.cookie_name,
-                secure=settings.cookie_secure,
-                samesite=settings.cookie_samesite,
-                domain=settings.cookie_domain,
-                path=settings.cookie_path,
-                partitioned=settings.cookie_partitioned,
-                persistent=settings.cookie_persistent,
-            )
+        keys: list[str] = settings.keys()
+        if not keys:
+            if not _is_memory(settings.url):
+                raise ConfigurationError(f"FASTAPI_SESSIONS_SECRET_KEY is required for {mask_url(settings.url)}")
+            keys = [secrets.token_urlsafe(32)]  # memory:// data dies with the process; so may its key
+        frontend = SessionFrontend(
+            keys,
+            cookie_name=settings.cookie_name,
+            secure=settings.cookie_secure,
+            samesite=settings.cookie_samesite,
+            domain=settings.cookie_domain,
+            path=settings.cookie_path,
+            partitioned=settings.cookie_partitioned,
+            persistent=settings.cookie_persistent,
+        )
         options.setdefault("idle_timeout", settings.idle_timeout)
         options.setdefault("absolute_timeout", settings.absolute_timeout)
         return cls.from_url(settings.url, frontend=frontend, **options)
@@ -207,7 +211,7 @@ class SessionManager:
         """The session for a verified ``token``; an empty new session if it is unknown."""
         if token is None:
             return Session()
-        record = await self.backend.read(storage_key(token))
+        record = await self.backend.read(cached_storage_key(token))
         now = self.clock()
         if record is None or record.expires_at <= now:
             return Session()  # strict mode: an unknown token is never adopted
@@ -217,9 +221,11 @@ class SessionManager:
             logger.warning("discarding session %s…: payload cannot be decoded", record.key[:8])
             return Session()
         session = Session(data, record=record, token=token)
-        target = self._deadline(record.created_at, now)
-        if target - record.expires_at >= self.idle_refresh_interval:
-            session._touch_to = target
+        # Cheap test first: only near the refresh point is the full deadline worth computing.
+        if now + self._touch_slack >= record.expires_at:
+            target = self._deadline(record.created_at, now)
+            if target - record.expires_at >= self.idle_refresh_interval:
+                session._touch_to = target
         return session
 
     async def commit(self, session: Session) -> TokenChange | None:
@@ -233,6 +239,8 @@ class SessionManager:
             if session._touch_to is None or record is None:
                 return None
             return await self._touch(session, record, session._touch_to)
+        if record is not None and not (session._invalidated or session._regenerate) and session:
+            return await self._update(session, record, self.clock())  # the common write
         now = self.clock()
         ended = False
         if session._invalidated:
@@ -293,42 +301,61 @@ class SessionManager:
         if not await self.backend.touch(record.key, to):
             self._forget(session)
             return TokenChange(None)
-        session._record = replace(record, expires_at=to)
+        session._record = SessionRecord(
+            record.key, record.payload, record.user_id, record.created_at, to, record.version
+        )
         return TokenChange(session._token, self._seconds_left(to, self.clock()))
+
+    def _next(self, session: Session, record: SessionRecord, payload: bytes, now: datetime) -> SessionRecord:
+        """The record a save writes: built with the version the backend will give it."""
+        expires_at = min(record.created_at + self.absolute_timeout, now + self.idle_timeout)
+        return SessionRecord(record.key, payload, session._user_id, record.created_at, expires_at, record.version + 1)
+
+    def _saved(
+        self, session: Session, new: SessionRecord, version: int, previous_expiry: datetime, now: datetime
+    ) -> TokenChange | None:
+        if version != new.version:  # a backend numbering versions its own way
+            new = SessionRecord(new.key, new.payload, new.user_id, new.created_at, new.expires_at, version)
+        session._record = new
+        session.modified = False
+        session._touch_to = None
+        # The cookie's Max-Age follows the expiry, re-sent no more often than a touch.
+        if new.expires_at - previous_expiry < self.idle_refresh_interval:
+            return None
+        return TokenChange(session._token, self._seconds_left(new.expires_at, now))
 
     async def _update(
         self, session: Session, record: SessionRecord, now: datetime
     ) -> TokenChange | None:
+        new = self._next(session, record, self.serializer.dumps(session), now)
+        try:
+            version = await self.backend.update(new, record.version)
+        except SessionConflict:
+            return await self._save_after_conflict(session, record, now)
+        return self._saved(session, new, version, record.expires_at, now)
+
+    async def _save_after_conflict(
+        self, session: Session, record: SessionRecord, now: datetime
+    ) -> TokenChange | None:
+        """Re-read, re-apply this request's key-level changes, and compare-and-set again."""
         ours = dict(session)
-        payload = self.serializer.dumps(ours)
-        original: dict[str, Any] | None = None
-        for _ in range(self.max_save_attempts):
-            expires_at = self._deadline(record.created_at, now)
-            new = replace(record, payload=payload, user_id=session._user_id, expires_at=expires_at)
+        original = self.serializer.loads(record.payload)
+        previous_expiry = record.expires_at
+        for _ in range(self.max_save_attempts - 1):
+            fresh = await self.backend.read(record.key)
+            if fresh is None:  # revoked meanwhile: never resurrect it
+                logger.info("session %s… ended during the request; changes dropped", record.key[:8])
+                self._forget(session)
+                return TokenChange(None)
+            merged = self._merge(original, ours, self.serializer.loads(fresh.payload))
+            dict.clear(session)
+            dict.update(session, merged)
+            new = self._next(session, fresh, self.serializer.dumps(merged), now)
             try:
-                version = await self.backend.update(new, record.version)
+                version = await self.backend.update(new, fresh.version)
             except SessionConflict:
-                fresh = await self.backend.read(record.key)
-                if fresh is None:  # revoked meanwhile: never resurrect it
-                    logger.info("session %s… ended during the request; changes dropped",
-                                record.key[:8])
-                    self._forget(session)
-                    return TokenChange(None)
-                if original is None:  # decoded only now: the common path never needs it
-                    original = self.serializer.loads(record.payload)
-                merged = self._merge(original, ours, self.serializer.loads(fresh.payload))
-                record, payload = fresh, self.serializer.dumps(merged)
-                dict.clear(session)
-                dict.update(session, merged)
                 continue
-            previous = session._record
-            session._record = replace(new, version=version)
-            session.modified = False
-            session._touch_to = None
-            # The cookie's Max-Age follows the expiry, re-sent no more often than a touch.
-            if previous is not None and expires_at - previous.expires_at < self.idle_refresh_interval:
-                return None
-            return TokenChange(session._token, self._seconds_left(expires_at, now))
+            return self._saved(session, new, version, previous_expiry, now)
         raise SessionConflict(f"save lost {self.max_save_attempts} compare-and-set rounds")
 
     def _merge(

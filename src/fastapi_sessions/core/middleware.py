@@ -27,6 +27,19 @@ async def _send_error(send: Send, error: tuple[int, bytes]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _add_vary(message: Message, name: bytes) -> None:
+    """Add ``name`` to the response's Vary header; on raw headers, as this runs per request."""
+    headers = message.setdefault("headers", [])
+    if not isinstance(headers, list):
+        headers = message["headers"] = list(headers)
+    for index, (key, value) in enumerate(headers):
+        if key.lower() == b"vary":
+            if name.lower() not in value.lower():
+                headers[index] = (key, value + b", " + name)
+            return
+    headers.append((b"vary", name))
+
+
 class SessionMiddleware:
     """Loads the session before the app runs and saves it before the headers leave.
 
@@ -44,6 +57,7 @@ class SessionMiddleware:
         self.app = app
         self.manager = manager
         self.vary = getattr(manager.frontend, "vary", "Cookie")
+        self._vary = self.vary.encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -67,6 +81,7 @@ class SessionMiddleware:
 
         started = False
         replaced = False
+        vary = self._vary
 
         async def send_wrapper(message: Message) -> None:
             nonlocal started, replaced
@@ -83,10 +98,10 @@ class SessionMiddleware:
                 logger.warning("session save failed: %s", type(exc).__name__, exc_info=unavailable)
                 await _send_error(send, _UNAVAILABLE if unavailable else _CONFLICT)
                 return
-            headers = MutableHeaders(scope=message)
             if session.accessed:
-                headers.add_vary_header(self.vary)
+                _add_vary(message, vary)
             if change is not None:
+                headers = MutableHeaders(scope=message)
                 if change.token is None:
                     frontend.clear(headers)
                 else:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -73,17 +74,38 @@ class AmbiguousBackend(ConfigurationError):
     """Two installed distributions register the same scheme."""
 
 
+_SCHEME_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/*")
+
+
 def mask_url(url: str) -> str:
     """``url`` with any password replaced by ``***``, for errors and logs."""
     try:
         parts = urlsplit(url)
         if parts.password is None:
-            return url
+            return _mask_loose(url)
         user = parts.username or ""
         host = parts.netloc.rpartition("@")[2]
         return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
     except ValueError:
         return "<unparseable URL>"
+
+
+def _mask_loose(url: str) -> str:
+    """Mask what looks like ``user:password@`` in a URL ``urlsplit`` sees no password in.
+
+    A missing or mistyped scheme (``u:pw@host``, ``redis:/u:pw@host``) or an unescaped
+    ``/``, ``?`` or ``#`` in the password hides it from ``urlsplit``; over-masking beats leaking.
+    """
+    userinfo, at, host = url.rpartition("@")
+    if not at:
+        return url
+    head = _SCHEME_PREFIX.match(userinfo)
+    colon = userinfo.find(":", head.end()) if head else userinfo.find(":")
+    if colon < 0 and head is not None and "/" not in head.group():
+        colon = userinfo.find(":")  # "u:pw@host": what looked like a scheme was the user name
+    if colon < 0:
+        return url
+    return f"{userinfo[:colon]}:***@{host}"
 
 
 def register_backend(name: str, factory: BackendFactory, *, replace: bool = False) -> None:

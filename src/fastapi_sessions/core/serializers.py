@@ -32,7 +32,10 @@ class JSONSerializer:
     Only JSON types round-trip: ``dict`` with string keys, ``list``, ``str``,
     ``int``, ``float``, ``bool`` and ``None``. Anything else is refused with
     ``SerializationError`` when the session is saved, so a bad value never
-    reaches the store.
+    reaches the store. Two conversions are orjson's own and cannot be switched
+    off without walking the data on every save: it writes NaN and Infinity as
+    ``null`` and a ``uuid.UUID`` as its string, where the standard library
+    refuses both. Store neither if the code may run without orjson.
     """
 
     def __init__(self, *, use_orjson: bool | None = None) -> None:

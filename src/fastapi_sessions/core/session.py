@@ -26,12 +26,13 @@ class Session(_StarletteSession):
     """
 
     # Plain attributes, not properties: the hot path reads them on every request.
-    _record: SessionRecord | None
-    _token: str | None
-    _user_id: str | None
-    _regenerate: bool
-    _invalidated: bool
-    _touch_to: datetime | None
+    # Class-level defaults, so a loaded session only sets what differs.
+    _record: SessionRecord | None = None
+    _token: str | None = None
+    _user_id: str | None = None
+    _regenerate: bool = False
+    _invalidated: bool = False
+    _touch_to: datetime | None = None
 
     def __init__(
         self,
@@ -41,15 +42,11 @@ class Session(_StarletteSession):
         token: str | None = None,
     ) -> None:
         if data:
-            super().__init__(data)
-        else:
-            super().__init__()
-        self._record = record
-        self._token = token
-        self._user_id = record.user_id if record is not None else None
-        self._regenerate = False
-        self._invalidated = False
-        self._touch_to = None
+            dict.update(self, data)
+        if record is not None:
+            self._record = record
+            self._token = token
+            self._user_id = record.user_id
 
     # -- state -------------------------------------------------------------------------------
 

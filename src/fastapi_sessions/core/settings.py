@@ -36,7 +36,7 @@ def _seconds(value: Any) -> Any:
     if isinstance(value, str):
         try:
             return timedelta(seconds=float(value))
-        except ValueError:
+        except (ValueError, OverflowError):  # "inf", "1e300": pydantic reports them
             return value  # ISO 8601 durations are pydantic's to parse
     return value
 

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
+from base64 import urlsafe_b64encode
 from collections.abc import Sequence
 
-from itsdangerous import BadSignature, Signer
-from itsdangerous.encoding import base64_decode, base64_encode
+from itsdangerous import Signer
 
 from .errors import ConfigurationError
 
 __all__ = ["TokenSigner", "new_token", "storage_key"]
 
 TOKEN_BYTES = 32  # 256 bits, above OWASP's 64-bit entropy floor with room to spare
-_MAX_SIGNED_LENGTH = 512  # a real signed token is under 100 characters
+_MAX_SIGNED_LENGTH = 512
+_VERIFIED_CACHE_SIZE = 4096  # a real signed token is under 100 characters
 
 
 def new_token() -> str:
@@ -31,32 +33,33 @@ def storage_key(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+_keys: dict[str, str] = {}
+
+
+def cached_storage_key(token: str) -> str:
+    """:func:`storage_key`, remembered for recently seen tokens (bounded), for the per-request path."""
+    key = _keys.get(token)
+    if key is None:
+        if len(_keys) >= _VERIFIED_CACHE_SIZE:
+            _keys.clear()
+        key = _keys[token] = storage_key(token)
+    return key
+
+
 SecretKey = str | bytes
-
-
-class _CachedSigner(Signer):
-    """An itsdangerous ``Signer`` that derives each key once instead of on every call."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._derived: dict[bytes, bytes] = {}
-
-    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
-        raw = self.secret_key if secret_key is None else (
-            secret_key.encode() if isinstance(secret_key, str) else secret_key)
-        try:
-            return self._derived[raw]
-        except KeyError:
-            derived = self._derived[raw] = super().derive_key(raw)
-            return derived
 
 
 class TokenSigner:
     """Signs tokens with the first of ``secret_keys`` and verifies with any of them.
 
     Rotation: put the new key first and keep the old ones after it for as long
-    as their tokens may still be alive; drop them afterwards. Signatures are
-    HMAC-SHA256 (itsdangerous ``Signer``, hmac key derivation).
+    as their tokens may still be alive; drop them afterwards.
+
+    The format is itsdangerous' ``Signer`` with HMAC-SHA256 and hmac key
+    derivation: ``token.base64url(hmac)``. Signing goes through itsdangerous;
+    verification, which runs on every request, uses pre-keyed HMAC objects and
+    accepts only the exact string that signing produces (itsdangerous' own
+    base64 decoding would also accept padded or bit-flipped variants of it).
     """
 
     def __init__(self, secret_keys: SecretKey | Sequence[SecretKey], *, salt: str) -> None:
@@ -66,25 +69,35 @@ class TokenSigner:
         for key in keys:
             if not isinstance(key, str | bytes) or not key:
                 raise ConfigurationError("secret keys must be non-empty str or bytes")
+        raw = [key.encode() if isinstance(key, str) else key for key in keys]
         # itsdangerous signs with the *last* key of its list and verifies with all.
-        self._signer = _CachedSigner(
-            list(reversed(keys)), salt=salt, key_derivation="hmac", digest_method=hashlib.sha256
-        )
+        self._signer = Signer(raw[::-1], salt=salt, key_derivation="hmac", digest_method=hashlib.sha256)
+        self._macs = [hmac.new(self._signer.derive_key(key), digestmod=hashlib.sha256) for key in raw]
+        # Exact signed strings already verified, mapped to their token: a returning client
+        # skips the HMAC. Only verified strings get in, so a lookup is as strict as a check.
+        self._verified: dict[str, str] = {}
 
     def sign(self, token: str) -> str:
         return self._signer.sign(token).decode("ascii")
 
     def unsign(self, value: str) -> str | None:
         """The token inside a signed value, or ``None`` if it is not one of ours."""
+        cached = self._verified.get(value)
+        if cached is not None:
+            return cached
         if not value or len(value) > _MAX_SIGNED_LENGTH or not value.isascii():
             return None
-        try:
-            token = self._signer.unsign(value).decode("ascii")
-        except (BadSignature, UnicodeDecodeError):
+        token, dot, signature = value.rpartition(".")
+        if not dot or not token:
             return None
-        # itsdangerous decodes base64 leniently (stray padding, unused trailing bits), so several
-        # strings would verify; accept only the canonical one we issue: one session, one public id.
-        signature = value.rpartition(".")[2]
-        if base64_encode(base64_decode(signature)).decode("ascii") != signature:
-            return None
-        return token
+        message = token.encode("ascii")
+        given = signature.encode("ascii")
+        for mac in self._macs:
+            expected = mac.copy()
+            expected.update(message)
+            if hmac.compare_digest(urlsafe_b64encode(expected.digest()).rstrip(b"="), given):
+                if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+                    self._verified.clear()  # bounded memory; refilling costs one HMAC per client
+                self._verified[value] = token
+                return token
+        return None

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import ClassVar
@@ -101,6 +101,13 @@ class BackendConformance:
     async def backend(self) -> AsyncIterator[SessionBackend]:
         """Override: yield a ready backend, and close it afterwards."""
         pytest.fail("BackendConformance subclasses must override the async `backend` fixture")
+        yield  # pragma: no cover
+
+    @pytest_asyncio.fixture
+    async def unreachable_backend(self) -> AsyncIterator[SessionBackend]:
+        """Override with ``UNREACHABLE_SERVER``: the backend pointed at a server that does not answer."""
+        self.require(Capability.UNREACHABLE_SERVER)  # skips (or fails) when it is not declared
+        pytest.fail("declaring UNREACHABLE_SERVER needs an `unreachable_backend` fixture")
         yield  # pragma: no cover
 
     def now(self) -> datetime:
@@ -485,23 +492,25 @@ class BackendConformance:
     # -- failures ----------------------------------------------------------------------------
 
     @pytest.mark.asyncio
-    async def test_unreachable_server_raises_backend_unavailable(self, request: pytest.FixtureRequest) -> None:
+    async def test_unreachable_server_raises_backend_unavailable(self, unreachable_backend: SessionBackend) -> None:
+        # Requested as an argument, so an async fixture is set up before this test's loop runs
+        # (getfixturevalue() from inside a running loop cannot set one up).
         self.require(Capability.UNREACHABLE_SERVER)
-        backend: SessionBackend = request.getfixturevalue("unreachable_backend")
+        backend = unreachable_backend
         record = self.record(user_id=self.new_user())
-        calls = [
-            backend.create(record),
-            backend.read(record.key),
-            backend.update(record, 1),
-            backend.touch(record.key, record.expires_at),
-            backend.delete(record.key),
-            backend.list_by_user("u"),
-            backend.delete_by_user("u"),
-            backend.purge_expired(),
+        calls: list[Callable[[], Awaitable[object]]] = [  # built one at a time: none is left un-awaited
+            lambda: backend.create(record),
+            lambda: backend.read(record.key),
+            lambda: backend.update(record, 1),
+            lambda: backend.touch(record.key, record.expires_at),
+            lambda: backend.delete(record.key),
+            lambda: backend.list_by_user("u"),
+            lambda: backend.delete_by_user("u"),
+            lambda: backend.purge_expired(),
         ]
         for call in calls:
             with pytest.raises(BackendUnavailable) as caught:
-                await call
+                await call()
             assert isinstance(caught.value, BackendError)
 
     @pytest.mark.asyncio

@@ -1,0 +1,85 @@
+"""The example third-party distribution (examples/plugin, installed as ``fsessions-litestore``)."""
+
+from __future__ import annotations
+
+import asyncio
+from importlib.metadata import distribution, entry_points
+from pathlib import Path
+from typing import Any
+
+import fsessions_litestore
+import pytest
+from fastapi import Request
+
+from conftest import SECRET, app_with, client_for
+from fastapi_sessions import ConfigurationError, SessionManager, SessionRecord, utc_now
+from fastapi_sessions.backends import available_backends, from_url
+from fastapi_sessions.core.registry import ENTRY_POINT_GROUP
+from fastapi_sessions.core.tokens import new_token, storage_key
+
+
+def test_the_distribution_declares_the_entry_point() -> None:
+    (ep,) = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == "litestore"]
+    assert ep.value == "fsessions_litestore:from_url"
+    assert ep.dist is not None and ep.dist.name == "fsessions-litestore"
+    assert distribution("fsessions-litestore").version == "0.1.0"
+
+
+def test_available_backends_lists_it_with_its_distribution() -> None:
+    listed = available_backends()
+    assert listed["litestore"] == "fsessions_litestore:from_url (fsessions-litestore)"
+    assert "fastapi-sessions" in listed["memory"]
+
+
+@pytest.mark.asyncio
+async def test_from_url_resolves_through_the_entry_point() -> None:
+    async with from_url("litestore://") as backend:
+        assert type(backend) is fsessions_litestore.LiteStoreBackend
+        assert backend.path == ":memory:"
+
+
+@pytest.mark.asyncio
+async def test_a_file_url_stores_in_that_file(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.db"
+    record = SessionRecord(storage_key(new_token()), b'{"a":1}', "alice", utc_now(), utc_now().replace(year=2100), 1)
+    async with from_url(f"litestore://{path}") as backend:
+        assert backend.path == str(path)
+        await backend.create(record)
+    assert path.exists()
+    async with from_url(f"litestore://{path}") as reopened:
+        got = await reopened.read(record.key)
+    assert got is not None and got.payload == b'{"a":1}' and got.user_id == "alice"
+
+
+def test_plugin_url_errors_are_configuration_errors() -> None:
+    with pytest.raises(ConfigurationError):
+        from_url("litestore://?journal=wal")
+
+
+def test_a_manager_on_the_plugin_serves_requests() -> None:
+    manager = SessionManager.from_url("litestore://", secret_key=SECRET)
+    assert type(manager.backend) is fsessions_litestore.LiteStoreBackend
+    app = app_with(manager)
+
+    @app.post("/login")
+    async def login(request: Request) -> dict[str, bool]:
+        request.session["cart"] = ["apple"]
+        request.session.user_id = "alice"
+        return {"ok": True}
+
+    @app.get("/me")
+    async def me(request: Request) -> dict[str, Any]:
+        return {"user": request.session.user_id, "cart": request.session.get("cart")}
+
+    try:
+        with client_for(app) as client:
+            assert client.get("/me").json() == {"user": None, "cart": None}
+            response = client.post("/login")
+            assert response.status_code == 200 and "session" in response.cookies
+            assert client.get("/me").json() == {"user": "alice", "cart": ["apple"]}
+            sessions = asyncio.run(manager.list_sessions("alice"))
+            assert len(sessions) == 1
+            assert asyncio.run(manager.revoke_user("alice")) == 1
+            assert client.get("/me").json() == {"user": None, "cart": None}
+    finally:
+        asyncio.run(manager.aclose())
