@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from fastapi_sessions import ManualClock, SessionManager, SessionMiddleware
+from fastapi_sessions import ManualClock, SessionManager, SessionMiddleware, SessionRecord
 from fastapi_sessions.backends.in_memory import InMemoryBackend
 from fastapi_sessions.frontends import SessionFrontend
 
@@ -21,9 +22,40 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
-@pytest.fixture
-def backend(clock: ManualClock) -> InMemoryBackend:
-    return InMemoryBackend(clock=clock)
+class ReadAndTouchBackend(InMemoryBackend):
+    """The in-memory backend plus the optional fused ``read_and_touch``.
+
+    A reference implementation of ``SupportsReadAndTouch``: the manager takes
+    its fused path with it, so every test on the ``backend`` fixture runs on both
+    paths, and the conformance kit checks it like any backend.
+    """
+
+    async def read_and_touch(
+        self,
+        key: str,
+        *,
+        now: datetime,
+        idle_timeout: timedelta,
+        absolute_timeout: timedelta,
+        refresh_interval: timedelta,
+    ) -> tuple[SessionRecord | None, bool]:
+        record = self._live(key, now)
+        if record is None or now + (idle_timeout - refresh_interval) < record.expires_at:
+            return record, False  # not due: the common case costs one comparison
+        target = min(record.created_at + absolute_timeout, now + idle_timeout)
+        if target - record.expires_at < refresh_interval:
+            return record, False
+        record = SessionRecord(key, record.payload, record.user_id, record.created_at, target, record.version)
+        self._store(record)
+        return record, True
+
+
+@pytest.fixture(params=["read", "read_and_touch"])
+def backend(request: pytest.FixtureRequest, clock: ManualClock) -> InMemoryBackend:
+    """The in-memory backend, plain and with the fused read the manager prefers when offered."""
+    if request.param == "read":
+        return InMemoryBackend(clock=clock)
+    return ReadAndTouchBackend(clock=clock)
 
 
 @pytest.fixture

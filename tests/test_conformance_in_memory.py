@@ -1,4 +1,4 @@
-"""The conformance kit against the in-memory backend, on an injected clock (no sleeps)."""
+"""The conformance kit against the in-memory backend (plain, and with the fused read), on an injected clock."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import datetime
 
 import pytest_asyncio
 
+from conftest import ReadAndTouchBackend
 from fastapi_sessions import ManualClock, SessionBackend, SessionRecord, utc_now
 from fastapi_sessions.backends.in_memory import InMemoryBackend
 from fastapi_sessions.testing import BackendConformance, Capability
@@ -31,3 +32,15 @@ class TestInMemoryConformance(BackendConformance):
     async def stored_record(self, backend: SessionBackend, key: str) -> SessionRecord | None:
         assert isinstance(backend, InMemoryBackend)
         return backend._records.get(key)
+
+
+class TestReadAndTouchReferenceConformance(TestInMemoryConformance):
+    """The reference ``read_and_touch`` (tests/conftest.py) against the kit's fused-read tests too."""
+
+    capabilities = TestInMemoryConformance.capabilities | {Capability.READ_AND_TOUCH}
+
+    @pytest_asyncio.fixture
+    async def backend(self) -> AsyncIterator[SessionBackend]:
+        self.clock = ManualClock(utc_now())
+        async with ReadAndTouchBackend(clock=self.clock) as backend:
+            yield backend

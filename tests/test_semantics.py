@@ -18,7 +18,14 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from conftest import SECRET, app_with, client_for
-from fastapi_sessions import BackendUnavailable, ManualClock, Session, SessionManager, SessionRecord
+from fastapi_sessions import (
+    BackendUnavailable,
+    ManualClock,
+    Session,
+    SessionManager,
+    SessionRecord,
+    SupportsReadAndTouch,
+)
 from fastapi_sessions.backends.in_memory import InMemoryBackend
 from fastapi_sessions.core.tokens import storage_key
 from fastapi_sessions.frontends import HeaderFrontend, SessionFrontend
@@ -269,7 +276,8 @@ def test_idle_extension_is_throttled_to_one_touch_per_refresh_interval(
     clock.advance(seconds=40)  # 70 s since the last extension
     late = send(timed_client, "GET", "/read", cookie)
     assert late.json()["session"] == {"a": "1"}
-    assert writes(calls) == {"touch": 1}
+    # One extension: a separate touch, or none when the backend extends while reading.
+    assert writes(calls) == ({} if isinstance(backend, SupportsReadAndTouch) else {"touch": 1})
     assert issued(late) == cookie
     assert max_age(late) == 600
     assert (backend._records[key].expires_at - clock()).total_seconds() == 600

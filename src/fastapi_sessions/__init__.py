@@ -6,7 +6,7 @@ The public API is what ``__all__`` lists; everything else may move.
 from __future__ import annotations
 
 from .core.clock import Clock, ManualClock, utc_now
-from .core.contract import BaseSessionBackend, SessionBackend
+from .core.contract import BaseSessionBackend, SessionBackend, SupportsReadAndTouch
 from .core.errors import (
     BackendError,
     BackendUnavailable,
@@ -51,6 +51,7 @@ __all__ = [
     "SessionNotFound",
     "SessionRecord",
     "SessionSettings",
+    "SupportsReadAndTouch",
     "TokenChange",
     "UnknownBackend",
     "__version__",

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from .records import SessionRecord
 
-__all__ = ["BaseSessionBackend", "SessionBackend"]
+__all__ = ["BaseSessionBackend", "SessionBackend", "SupportsReadAndTouch"]
 
 
 @runtime_checkable
@@ -71,6 +71,35 @@ class SessionBackend(Protocol):
 
     async def aclose(self) -> None:
         """Release connections. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class SupportsReadAndTouch(Protocol):
+    """Optional: a read that also extends the idle deadline, in one round trip.
+
+    A backend that has this method is used through it on every request that
+    carries a token, so idle extension costs no extra round trip.
+    """
+
+    async def read_and_touch(
+        self,
+        key: str,
+        *,
+        now: datetime,
+        idle_timeout: timedelta,
+        absolute_timeout: timedelta,
+        refresh_interval: timedelta,
+    ) -> tuple[SessionRecord | None, bool]:
+        """Read the live record for ``key`` and extend it if due, atomically.
+
+        With ``target = min(created_at + absolute_timeout, now + idle_timeout)``,
+        the stored ``expires_at`` becomes ``target`` when
+        ``target - expires_at >= refresh_interval``; nothing else changes (not
+        the payload, not the version). Liveness is judged against ``now``.
+        Returns the record as stored afterwards (or ``None`` if there is no
+        live record) and whether it was extended.
+        """
         ...
 
 

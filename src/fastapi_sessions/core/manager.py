@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from ..frontends.base import Frontend
 from .clock import Clock, utc_now
-from .contract import SessionBackend
+from .contract import SessionBackend, SupportsReadAndTouch
 from .dependencies import model_dependency, session_dependency, user_dependency
 from .errors import (
     ConfigurationError,
@@ -99,6 +99,8 @@ class SessionManager:
             raise ConfigurationError("idle_refresh_interval must be shorter than idle_timeout")
         # A record is due for an idle extension once now + idle - refresh reaches its expiry.
         self._touch_slack = self.idle_timeout - self.idle_refresh_interval
+        # A backend that reads and extends in one round trip is used that way.
+        self._fused = isinstance(backend, SupportsReadAndTouch)
         grace = regenerate_grace if isinstance(regenerate_grace, timedelta) else timedelta(
             seconds=regenerate_grace)
         if grace < timedelta(0):
@@ -211,8 +213,19 @@ class SessionManager:
         """The session for a verified ``token``; an empty new session if it is unknown."""
         if token is None:
             return Session()
-        record = await self.backend.read(cached_storage_key(token))
-        now = self.clock()
+        extended = False
+        if self._fused:
+            now = self.clock()
+            record, extended = await self.backend.read_and_touch(  # type: ignore[attr-defined]
+                cached_storage_key(token),
+                now=now,
+                idle_timeout=self.idle_timeout,
+                absolute_timeout=self.absolute_timeout,
+                refresh_interval=self.idle_refresh_interval,
+            )
+        else:
+            record = await self.backend.read(cached_storage_key(token))
+            now = self.clock()
         if record is None or record.expires_at <= now:
             return Session()  # strict mode: an unknown token is never adopted
         try:
@@ -221,8 +234,10 @@ class SessionManager:
             logger.warning("discarding session %s…: payload cannot be decoded", record.key[:8])
             return Session()
         session = Session(data, record=record, token=token)
+        if extended:
+            session._extended = True
         # Cheap test first: only near the refresh point is the full deadline worth computing.
-        if now + self._touch_slack >= record.expires_at:
+        elif not self._fused and now + self._touch_slack >= record.expires_at:
             target = self._deadline(record.created_at, now)
             if target - record.expires_at >= self.idle_refresh_interval:
                 session._touch_to = target
@@ -236,6 +251,9 @@ class SessionManager:
         """
         record = session._record
         if not session.modified:
+            if session._extended and record is not None:
+                session._extended = False
+                return TokenChange(session._token, self._seconds_left(record.expires_at, self.clock()))
             if session._touch_to is None or record is None:
                 return None
             return await self._touch(session, record, session._touch_to)
@@ -319,8 +337,9 @@ class SessionManager:
         session._record = new
         session.modified = False
         session._touch_to = None
+        extended, session._extended = session._extended, False
         # The cookie's Max-Age follows the expiry, re-sent no more often than a touch.
-        if new.expires_at - previous_expiry < self.idle_refresh_interval:
+        if not extended and new.expires_at - previous_expiry < self.idle_refresh_interval:
             return None
         return TokenChange(session._token, self._seconds_left(new.expires_at, now))
 
@@ -404,6 +423,7 @@ class SessionManager:
         session = await self.load(token)
         if session.is_new:
             return None
+        session._extended = False  # no cookie to refresh on this path
         if session._touch_to is not None and session._record is not None:
             change = await self._touch(session, session._record, session._touch_to)
             if change.token is None:

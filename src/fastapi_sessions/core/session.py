@@ -33,6 +33,7 @@ class Session(_StarletteSession):
     _regenerate: bool = False
     _invalidated: bool = False
     _touch_to: datetime | None = None
+    _extended: bool = False  # the backend extended the expiry while reading; re-send the cookie
 
     def __init__(
         self,

@@ -37,7 +37,7 @@ from typing import ClassVar
 import pytest
 import pytest_asyncio
 
-from ..core.contract import SessionBackend
+from ..core.contract import SessionBackend, SupportsReadAndTouch
 from ..core.errors import (
     BackendError,
     BackendUnavailable,
@@ -60,6 +60,9 @@ class Capability(StrEnum):
     #: ``purge_expired()`` returns the exact number of expired records it removed.
     #: Stores whose server expires records on its own cannot promise that.
     EXACT_PURGE_COUNT = "exact_purge_count"
+    #: The backend implements ``SupportsReadAndTouch.read_and_touch`` (the fused read
+    #: that extends the idle deadline in the same round trip).
+    READ_AND_TOUCH = "read_and_touch"
     #: The subclass provides an ``unreachable_backend`` fixture: the same backend
     #: pointed at a server that does not answer.
     UNREACHABLE_SERVER = "unreachable_server"
@@ -465,6 +468,72 @@ class BackendConformance:
         await self.expire(backend)
         assert await backend.purge_expired() == 4
         assert await backend.purge_expired() == 0
+
+    # -- read and touch (optional) -----------------------------------------------------------
+
+    async def _read_and_touch(
+        self, backend: SessionBackend, key: str, now: datetime, *, idle: float = 3600, absolute: float = 8 * 3600,
+        refresh: float = 60,
+    ) -> tuple[SessionRecord | None, bool]:
+        self.require(Capability.READ_AND_TOUCH)
+        assert isinstance(backend, SupportsReadAndTouch)
+        return await backend.read_and_touch(
+            key,
+            now=now,
+            idle_timeout=timedelta(seconds=idle),
+            absolute_timeout=timedelta(seconds=absolute),
+            refresh_interval=timedelta(seconds=refresh),
+        )
+
+    @pytest.mark.asyncio
+    async def test_read_and_touch_of_missing_or_expired_is_none(self, backend: SessionBackend) -> None:
+        now = _ms(self.now())
+        assert await self._read_and_touch(backend, self.new_key(), now) == (None, False)
+        record = self.short_lived()
+        await backend.create(record)
+        await self.expire(backend)
+        assert await self._read_and_touch(backend, record.key, _ms(self.now())) == (None, False)
+        assert await backend.read(record.key) is None
+
+    @pytest.mark.asyncio
+    async def test_read_and_touch_extends_the_idle_deadline_when_due(self, backend: SessionBackend) -> None:
+        record = self.record(ttl=600, payload=b'{"keep":1}', user_id=self.new_user())
+        await backend.create(record)
+        now = _ms(self.now())
+        got, extended = await self._read_and_touch(backend, record.key, now, idle=3600)
+        assert extended is True
+        expected = SessionRecord(
+            record.key, record.payload, record.user_id, record.created_at, now + timedelta(seconds=3600), 1
+        )
+        assert got == expected
+        assert await backend.read(record.key) == expected
+
+    @pytest.mark.asyncio
+    async def test_read_and_touch_leaves_a_fresh_deadline_alone(self, backend: SessionBackend) -> None:
+        record = self.record(ttl=3600 - 30)
+        await backend.create(record)
+        got, extended = await self._read_and_touch(backend, record.key, _ms(self.now()), idle=3600, refresh=60)
+        assert (got, extended) == (record, False)
+        assert await backend.read(record.key) == record
+
+    @pytest.mark.asyncio
+    async def test_read_and_touch_never_passes_the_absolute_deadline(self, backend: SessionBackend) -> None:
+        now = _ms(self.now())
+        started = now - timedelta(hours=7, minutes=50)  # absolute deadline in 10 minutes
+        record = SessionRecord(self.new_key(), b"{}", None, started, now + timedelta(minutes=1), 1)
+        await backend.create(record)
+        got, extended = await self._read_and_touch(backend, record.key, now, idle=3600, absolute=8 * 3600)
+        assert extended is True
+        assert got is not None and got.expires_at == started + timedelta(hours=8)
+
+    @pytest.mark.asyncio
+    async def test_read_and_touch_then_update_still_compares_versions(self, backend: SessionBackend) -> None:
+        record = self.record(ttl=600)
+        await backend.create(record)
+        await self._read_and_touch(backend, record.key, _ms(self.now()))
+        assert await backend.update(self._with(record, b'{"n":2}'), expected_version=1) == 2
+        with pytest.raises(SessionConflict):
+            await backend.update(self._with(record, b'{"n":3}'), expected_version=1)
 
     # -- out of band -------------------------------------------------------------------------
 
