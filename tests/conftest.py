@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from fastapi_sessions import ManualClock, SessionManager, SessionMiddleware, SessionRecord
 from fastapi_sessions.backends.in_memory import InMemoryBackend
 from fastapi_sessions.frontends import SessionFrontend
+from fastapi_sessions.testing import server_url
 
 SECRET = "test-secret-key-0123456789abcdef"
 
@@ -83,3 +84,35 @@ def app_with(manager: SessionManager) -> FastAPI:
     app = FastAPI()
     app.add_middleware(SessionMiddleware, manager=manager)
     return app
+
+
+# -- real servers (see fastapi_sessions.testing.servers for how each is found) ----------------
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with server_url("redis", "FASTAPI_SESSIONS_TEST_REDIS_URL") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    with server_url("redis-cluster", "FASTAPI_SESSIONS_TEST_REDIS_CLUSTER_URL", container=None) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with server_url("postgres", "FASTAPI_SESSIONS_TEST_POSTGRES_URL") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> Iterator[str]:
+    with server_url("mysql", "FASTAPI_SESSIONS_TEST_MYSQL_URL") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def mongodb_url() -> Iterator[str]:
+    with server_url("mongodb", "FASTAPI_SESSIONS_TEST_MONGODB_URL") as url:
+        yield url
