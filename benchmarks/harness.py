@@ -39,6 +39,10 @@ class Contender:
     server_side: bool = True
     # False for the bare baseline, which has no session and sets no cookie.
     uses_cookie: bool = True
+    # Server suites: the contender whose time is this one's floor (a bare request plus
+    # the same raw driver calls), and a peer library to compare speed with.
+    floor: str | None = None
+    peer: str | None = None
     cookie: str | None = field(default=None, init=False)
 
 

@@ -88,3 +88,40 @@ def notes(results: Sequence[dict[str, Any]]) -> list[str]:
             line += "; counter lives in the cookie, so replaying the setup cookie never advances it"
         out.append(line)
     return out
+
+
+SERVER_COLUMNS = (
+    "contender",
+    "workload",
+    "µs/request",
+    "overhead µs",
+    "vs its floor",
+    "speed vs peer",
+    "Set-Cookie on read-only",
+    "store writes on read-only",
+)
+
+
+def add_floor_ratios(results: Sequence[dict[str, Any]], floors: dict[str, str], peers: dict[str, str]) -> None:
+    """``floor_ratio``: time over the floor's time; ``peer_speedup``: the peer's time over ours."""
+    times = {(r["contender"], r["workload"]): r["us_per_request"] for r in results}
+    for r in results:
+        floor = floors.get(r["contender"])
+        peer = peers.get(r["contender"])
+        floor_us = times.get((floor, r["workload"])) if floor else None
+        peer_us = times.get((peer, r["workload"])) if peer else None
+        r["floor"], r["peer"] = floor, peer
+        r["floor_ratio"] = r["us_per_request"] / floor_us if floor_us else None
+        r["peer_speedup"] = peer_us / r["us_per_request"] if peer_us else None
+
+
+def server_table(results: Sequence[dict[str, Any]]) -> str:
+    order = list(WORKLOADS)
+    rows = sorted(results, key=lambda r: order.index(r["workload"]))
+    lines = ["| " + " | ".join(SERVER_COLUMNS) + " |", "|" + "|".join("---" for _ in SERVER_COLUMNS) + "|"]
+    for r in rows:
+        cells = _cells(r)
+        floor = "—" if r.get("floor_ratio") is None else f"{r['floor_ratio']:.2f}x"
+        peer = "—" if r.get("peer_speedup") is None else f"{r['peer_speedup']:.2f}x faster than {r['peer']}"
+        lines.append("| " + " | ".join([*cells[:4], floor, peer, *cells[5:]]) + " |")
+    return "\n".join(lines)

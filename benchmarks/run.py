@@ -1,6 +1,11 @@
 """Side-by-side per-request cost of session libraries for FastAPI.
 
     python benchmarks/run.py [--requests N] [--repeats R] [--warmup W] [--json out.json] [--no-legacy]
+                             [--suite memory|NAME ...]
+
+``--suite memory`` (the default) compares in-memory session layers; a server
+suite ``NAME`` is the module ``suite_NAME.py`` beside this file, whose
+``build()`` returns its contenders, floors included (see README.md).
 
 Calls each ASGI app in-process (no network, no TestClient) and prints a
 Markdown table; see benchmarks/README.md.
@@ -9,6 +14,7 @@ Markdown table; see benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import platform
 import sys
@@ -24,7 +30,7 @@ from apps import BUILDERS
 from baseline import bare_contender
 from harness import BARE, Contender, run
 from legacy_venv import run_legacy
-from report import add_overheads, add_ratios, markdown_table, notes
+from report import add_floor_ratios, add_overheads, add_ratios, markdown_table, notes, server_table
 
 LEGACY_BARE = "bare FastAPI (0.3.2 venv)"
 
@@ -57,8 +63,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2_000, help="untimed requests per workload first (default 2000)")
     parser.add_argument("--json", type=Path, help="also write all raw results here")
     parser.add_argument("--no-legacy", action="store_true", help="skip fastapi-sessions 0.3.2 (no venv, no subprocess)")
+    parser.add_argument(
+        "--suite", action="append", help="memory (default) or a server suite such as redis; may be repeated"
+    )
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore", DeprecationWarning)  # keep the table readable
+    suites = args.suite or ["memory"]
+    status = 0
+    for suite in suites:
+        if suite != "memory":
+            status |= run_server_suite(suite, args)
+    if "memory" not in suites:
+        return status
 
     started = time.perf_counter()
     contenders, skipped = _build()
@@ -111,7 +127,33 @@ def main(argv: list[str] | None = None) -> int:
             "failures": failures,
         }
         args.json.write_text(json.dumps(payload, indent=2, ensure_ascii=False))
-    return 1 if failures else 0
+    return 1 if failures or status else 0
+
+
+def run_server_suite(name: str, args: argparse.Namespace) -> int:
+    """Time one server suite and print its table: times, floors, and the peer comparison."""
+    module = importlib.import_module(f"suite_{name}")
+    contenders = [bare_contender(), *module.build()]
+    print(f"timing suite {name}: {', '.join(c.name for c in contenders)} ...", file=sys.stderr)
+    outcome = run(contenders, args.requests, args.repeats, args.warmup)
+    add_overheads(outcome.results, BARE)
+    floors = {c.name: c.floor for c in contenders if c.floor}
+    peers = {c.name: c.peer for c in contenders if c.peer}
+    add_floor_ratios(outcome.results, floors, peers)
+    cfg = f"{args.requests} requests x {args.repeats} repeats (median of repeats), {args.warmup} warm-up requests"
+    print(f"## {getattr(module, 'TITLE', name)}: in-process ASGI, {cfg}\n")
+    print(server_table(outcome.results))
+    print()
+    for line in notes(outcome.results):
+        print(f"- {line}")
+    for contender, trace in outcome.failures.items():
+        print(f"- FAILED {contender}:\n\n```\n{trace.rstrip()}\n```")
+    if args.json:
+        path = args.json.with_name(f"{args.json.stem}-{name}{args.json.suffix}")
+        path.write_text(json.dumps({"suite": name, "results": outcome.results, "failures": outcome.failures},
+                                   indent=2, ensure_ascii=False, default=str))
+    print()
+    return 1 if outcome.failures else 0
 
 
 if __name__ == "__main__":
