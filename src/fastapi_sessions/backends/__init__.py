@@ -5,9 +5,16 @@ URL's scheme family through the ``fastapi_sessions.backends`` entry points;
 see :mod:`fastapi_sessions.core.registry`. Each backend lives in its own
 module and imports its own driver; this package imports none of them, so one
 missing driver never affects another backend.
+
+``SessionBackend`` here is the 0.3.2 abstract base (``SessionBackend[ID,
+SessionModel]`` with async create/read/update/delete of pydantic models), as
+0.3.2 exported it; it is imported on first use, so the new API never loads the
+0.3.2 layer. The new storage contract is ``fastapi_sessions.SessionBackend``.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from ..core.registry import (
     AmbiguousBackend,
@@ -20,9 +27,13 @@ from ..core.registry import (
     unregister_backend,
 )
 
+if TYPE_CHECKING:
+    from .session_backend import SessionBackend as SessionBackend
+
 __all__ = [
     "AmbiguousBackend",
     "BackendNotInstalled",
+    "SessionBackend",
     "UnknownBackend",
     "available_backends",
     "from_url",
@@ -30,3 +41,12 @@ __all__ = [
     "register_backend",
     "unregister_backend",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: ``from fastapi_sessions.backends import SessionBackend`` (0.3.2) loads the ABC lazily.
+    if name == "SessionBackend":
+        from .session_backend import SessionBackend
+
+        return SessionBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

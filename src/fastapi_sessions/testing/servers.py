@@ -39,10 +39,15 @@ def required(name: str) -> bool:
 
 def docker_available() -> bool:
     """Whether a Docker daemon answers (testcontainers installed and the daemon reachable)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://") and not os.path.exists(host.removeprefix("unix://")):
+        return False  # no local daemon: don't even build a client (a failed one leaks its socket)
     try:
         import docker  # type: ignore[import-untyped]  # installed with testcontainers
 
-        client = docker.from_env(timeout=3)
+        # A fixed API version: "auto" would query the daemon inside the constructor,
+        # where a failure leaves the connection unclosed.
+        client = docker.DockerClient(base_url=host, version="1.41", timeout=3)
         try:
             return bool(client.ping())
         finally:

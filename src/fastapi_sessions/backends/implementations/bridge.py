@@ -1,0 +1,223 @@
+"""``BridgeBackend``: the 0.3.2 backend contract on top of any backend from the registry.
+
+A 0.3.2 application keeps its cookie, verifier and routes and changes one line::
+
+    backend = InMemoryBackend[UUID, SessionData]()
+    # becomes
+    backend = BridgeBackend[UUID, SessionData]("redis://localhost:6379/0", ttl=timedelta(days=14))
+
+How 0.3.2 calls map onto the storage contract (:mod:`fastapi_sessions.core.contract`):
+
+- the record key is the SHA-256 of a prefixed ``session_id`` (``uuid.hex`` for a
+  UUID), so the store never holds an id a client could present, and bridge
+  records can share a store with manager sessions without ever colliding;
+- the payload is the model's ``model_dump(mode="json")`` through the JSON
+  serializer the manager uses: never pickle;
+- ``expires_at`` is creation time plus ``ttl``; ``update`` keeps it (like the
+  0.3.2 cookie, whose age counts from signing), and an expired session reads
+  as ``None``, so the verifier answers with its ``auth_http_exception``;
+- ``update`` is a compare-and-set retried on conflicts, i.e. the last writer
+  wins as in 0.3.2; it never resurrects an expired or deleted session;
+- ``delete`` is idempotent; a stored payload that no longer validates against
+  the model reads as ``None`` (the user logs in again) and is logged.
+
+Store failures are raised as :class:`StoreError` / :class:`StoreUnavailable`,
+which are both the 0.3.2 ``BackendError`` and the new ``BackendError`` /
+``BackendUnavailable``, so handlers of either kind catch them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Self, TypeVar, get_args, get_origin
+from uuid import UUID
+
+from pydantic import BaseModel, ValidationError
+
+from ...core import errors as core_errors
+from ...core.clock import Clock, utc_now
+from ...core.contract import SessionBackend as Store
+from ...core.errors import ConfigurationError, SerializationError, SessionConflict, SessionExists, SessionNotFound
+from ...core.records import SessionRecord
+from ...core.registry import from_url as store_from_url
+from ...core.serializers import JSONSerializer, Serializer
+from ...core.tokens import storage_key
+from ...frontends.session_frontend import ID
+from ..session_backend import BackendError, SessionBackend, SessionModel
+
+__all__ = ["DEFAULT_TTL", "BridgeBackend", "StoreError", "StoreUnavailable"]
+
+logger = logging.getLogger("fastapi_sessions")
+
+#: 0.3.2's default cookie ``max_age``: a session lives as long as its cookie can.
+DEFAULT_TTL = timedelta(days=14)
+_KEY_PREFIX = "fastapi-sessions/0.3:"  # a separate key space from manager tokens
+_UPDATE_ATTEMPTS = 16
+T = TypeVar("T")
+
+
+class StoreError(BackendError, core_errors.BackendError):
+    """The store behind a ``BridgeBackend`` failed."""
+
+
+class StoreUnavailable(StoreError, core_errors.BackendUnavailable):
+    """The store behind a ``BridgeBackend`` cannot be reached (connection, timeout)."""
+
+
+def _canonical(session_id: object) -> str:
+    return session_id.hex if isinstance(session_id, UUID) else str(session_id)
+
+
+class BridgeBackend(SessionBackend[ID, SessionModel]):
+    """A 0.3.2 ``SessionBackend`` whose data lives in a new-style backend, with expiry.
+
+    ``store`` is a backend object or a URL for :func:`fastapi_sessions.backends.from_url`.
+    The session model comes from ``model=`` or from the subscription:
+    ``BridgeBackend[UUID, SessionData](...)`` needs no ``model``.
+    """
+
+    def __init__(
+        self,
+        store: Store | str,
+        *,
+        model: type[SessionModel] | None = None,
+        ttl: timedelta | float = DEFAULT_TTL,
+        serializer: Serializer | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.ttl = ttl if isinstance(ttl, timedelta) else timedelta(seconds=ttl)
+        if self.ttl <= timedelta(0):
+            raise ConfigurationError("ttl must be positive")
+        self.store: Store = store_from_url(store) if isinstance(store, str) else store
+        self._model = model
+        self.serializer: Serializer = serializer or JSONSerializer()
+        self.clock = clock
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        model: type[SessionModel] | None = None,
+        ttl: timedelta | float = DEFAULT_TTL,
+        serializer: Serializer | None = None,
+        clock: Clock = utc_now,
+        **options: Any,
+    ) -> BridgeBackend[Any, SessionModel]:
+        """``BridgeBackend(from_url(url, **options), model=..., ttl=...)``."""
+        return cls(store_from_url(url, **options), model=model, ttl=ttl, serializer=serializer, clock=clock)
+
+    @property
+    def model(self) -> type[SessionModel]:
+        """The pydantic model sessions are read back as."""
+        if self._model is None:
+            self._model = self._infer_model()
+        return self._model
+
+    def _infer_model(self) -> type[SessionModel]:
+        # typing sets __orig_class__ on instances made through BridgeBackend[ID, Model](...)
+        # (after __init__, hence lazily); subclasses carry theirs in __orig_bases__.
+        candidates = [getattr(self, "__orig_class__", None)]
+        for klass in type(self).__mro__:
+            candidates.extend(getattr(klass, "__orig_bases__", ()))
+        for alias in candidates:
+            origin = get_origin(alias)
+            args = get_args(alias)
+            if isinstance(origin, type) and issubclass(origin, SessionBackend) and len(args) == 2:
+                model = args[1]
+                if isinstance(model, type) and issubclass(model, BaseModel):
+                    return model  # type: ignore[return-value]
+        raise ConfigurationError(
+            "BridgeBackend needs the session model: write BridgeBackend[UUID, SessionData](...) "
+            "or pass model=SessionData"
+        )
+
+    def _key(self, session_id: ID) -> str:
+        return storage_key(_KEY_PREFIX + _canonical(session_id))
+
+    async def _call(self, operation: Callable[..., Awaitable[T]], *args: Any) -> T:
+        try:
+            return await operation(*args)
+        except core_errors.BackendUnavailable as exc:
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreUnavailable(str(exc)) from exc
+        except core_errors.BackendError as exc:
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(str(exc)) from exc
+
+    def _payload(self, data: SessionModel) -> bytes:
+        return self.serializer.dumps(data.model_dump(mode="json"))
+
+    async def _live(self, key: str) -> SessionRecord | None:
+        record = await self._call(self.store.read, key)
+        if record is None or record.expires_at <= self.clock():
+            return None
+        return record
+
+    # -- the 0.3.2 contract ------------------------------------------------------------------
+
+    async def create(self, session_id: ID, data: SessionModel) -> None:
+        now = self.clock()
+        record = SessionRecord(self._key(session_id), self._payload(data), None, now, now + self.ttl, 1)
+        try:
+            await self._call(self.store.create, record)
+        except SessionExists:
+            raise BackendError("create can't overwrite an existing session") from None
+
+    async def read(self, session_id: ID) -> SessionModel | None:
+        record = await self._live(self._key(session_id))
+        if record is None:
+            return None
+        try:
+            return self.model.model_validate(self.serializer.loads(record.payload))
+        except (SerializationError, ValidationError):
+            # Like the manager: a payload the app can no longer read ends the session, not the request.
+            logger.warning("discarding session %s…: payload does not match %s", record.key[:8], self.model.__name__)
+            return None
+
+    async def update(self, session_id: ID, data: SessionModel) -> None:
+        key = self._key(session_id)
+        payload = self._payload(data)
+        for _ in range(_UPDATE_ATTEMPTS):
+            current = await self._live(key)
+            if current is None:
+                break
+            record = SessionRecord(
+                key, payload, current.user_id, current.created_at, current.expires_at, current.version + 1
+            )
+            try:
+                await self._call(self.store.update, record, current.version)
+                return
+            except SessionConflict:
+                continue  # another request wrote in between: re-read, then last writer wins
+            except SessionNotFound:
+                break
+        else:
+            raise StoreError("session update lost too many concurrent writes")
+        raise BackendError("session does not exist, cannot update")
+
+    async def delete(self, session_id: ID) -> None:
+        await self._call(self.store.delete, self._key(session_id))
+
+    # -- what 0.3.2 never had ----------------------------------------------------------------
+
+    async def purge_expired(self) -> int:
+        """Remove expired records, for stores without native expiry (memory, SQL)."""
+        return await self._call(self.store.purge_expired)
+
+    async def aclose(self) -> None:
+        """Release the store's connections."""
+        await self._call(self.store.aclose)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
