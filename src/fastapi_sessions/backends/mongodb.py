@@ -1,0 +1,348 @@
+"""MongoDB backend on PyMongo's native async API (``pymongo.AsyncMongoClient``, PyMongo 4.13+).
+
+One document per session, in one collection::
+
+    {
+      "_id":        "<storage key>",          # the hash of the token, never the token
+      "payload":    BinData(0, ...),          # opaque bytes
+      "user_id":    "<user id>",              # absent for anonymous sessions (sparse index)
+      "created_ms": NumberLong(...),          # ms since the Unix epoch, UTC
+      "expires_ms": NumberLong(...),          # ms since the Unix epoch, UTC: decides liveness
+      "expires_at": ISODate(...),             # the same instant as a BSON date, for the TTL index
+      "version":    1
+    }
+
+Every filter judges liveness on ``expires_ms``; ``expires_at`` only feeds the TTL
+index (``expireAfterSeconds=0``), which lets the server reclaim expired documents
+by itself about once a minute. Both are written together by every write. Keeping
+the integer authoritative makes liveness exact to the millisecond and identical
+on every server that speaks the wire protocol (see docs/backends/mongodb.md for
+the stand-in that mangles dates written by ``$set``).
+
+Writes are single conditional operations: ``create`` is an upsert filtered on
+"expired", so a live document makes the insert collide on ``_id`` (duplicate
+key, mapped to ``SessionExists``); ``update`` is one ``update_one`` filtered on
+key, version and liveness. Keys, user ids and payloads are only ever values
+(never field names or operators) and are type-checked, so ``{"$ne": None}``
+cannot become a query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from bson.codec_options import CodecOptions
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
+
+from ..core.contract import BaseSessionBackend
+from ..core.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    SessionConflict,
+    SessionExists,
+    SessionNotFound,
+)
+from ..core.records import SessionRecord
+from ..core.registry import mask_url
+
+__all__ = ["DEFAULT_COLLECTION", "DEFAULT_DATABASE", "MongoBackend", "from_url"]
+
+DEFAULT_DATABASE = "fastapi_sessions"
+DEFAULT_COLLECTION = "sessions"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+# Index option conflicts: an index of that name or key exists with other options.
+_INDEX_CONFLICT_CODES = frozenset({85, 86})
+Document = dict[str, Any]
+_CODEC: CodecOptions[Document] = CodecOptions(tz_aware=True, tzinfo=UTC)
+
+
+def _ms(value: datetime) -> int:
+    """Milliseconds since the epoch, floored like a BSON date; naive means UTC (as in PyMongo)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // _MS
+
+
+def _dt(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def _now_ms() -> int:
+    return _ms(datetime.now(UTC))
+
+
+def _str(value: object, what: str) -> str:
+    # A dict here would turn a literal match into a query ({"$ne": None} matches everyone).
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    return value
+
+
+def _check_record(record: SessionRecord) -> None:
+    _str(record.key, "session key")
+    if record.user_id is not None:
+        _str(record.user_id, "user_id")
+    if not isinstance(record.payload, bytes):
+        raise TypeError(f"payload must be bytes, not {type(record.payload).__name__}")
+
+
+def _record(doc: Mapping[str, Any]) -> SessionRecord:
+    return SessionRecord(
+        doc["_id"], doc["payload"], doc.get("user_id"), _dt(doc["created_ms"]), _dt(doc["expires_ms"]), doc["version"]
+    )
+
+
+class MongoBackend(BaseSessionBackend):
+    """Sessions in a MongoDB collection, through ``pymongo.AsyncMongoClient``.
+
+    Give it a URL (``mongodb://…`` or ``mongodb+srv://…``; the path names the
+    database) or a ``client`` the application already has; ``database`` and
+    ``collection`` override the defaults. A client passed in is not closed by
+    :meth:`aclose`, one built from a URL is. Other keyword arguments go to
+    ``AsyncMongoClient`` (for example ``serverSelectionTimeoutMS``).
+
+    The TTL index on ``expires_at`` and the sparse index on ``user_id`` are
+    created on first use (idempotent); call :meth:`ensure_indexes` at startup to
+    fail early, or pass ``create_indexes=False`` when the database user may not
+    create indexes (then create them as docs/backends/mongodb.md shows).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: AsyncMongoClient[Document] | None = None,
+        database: str | None = None,
+        collection: str = DEFAULT_COLLECTION,
+        create_indexes: bool = True,
+        **client_options: Any,
+    ) -> None:
+        if (url is None) == (client is None):
+            raise ConfigurationError("MongoBackend needs exactly one of a URL or a client")
+        if not collection:
+            raise ConfigurationError("MongoBackend needs a collection name")
+        if client is None:
+            assert url is not None
+            self._where = mask_url(url)
+            url, url_database, url_collection = _split_url(url)
+            database = database or url_database
+            if url_collection is not None and collection == DEFAULT_COLLECTION:
+                collection = url_collection
+            try:
+                client = AsyncMongoClient(url, **client_options)
+            except (PyMongoError, ValueError) as exc:  # a malformed URI or option; never echo the password
+                raise ConfigurationError(f"bad MongoDB URL {self._where}: {type(exc).__name__}") from None
+            self._owns_client = True
+        else:
+            if client_options:
+                raise ConfigurationError("client options apply only when the backend builds the client")
+            self._where = "the given client"
+            self._owns_client = False
+        self.client: AsyncMongoClient[Document] = client
+        if not database:
+            try:
+                database = client.get_default_database().name  # the client URL's path, if any
+            except PyMongoError:
+                database = DEFAULT_DATABASE
+        self.database_name = database
+        self.collection_name = collection
+        # Our own codec options, whatever the client's: dates come back aware UTC.
+        self.collection: AsyncCollection[Document] = client[database].get_collection(collection, codec_options=_CODEC)
+        self._indexes_ready = not create_indexes
+        self._closed = False
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _fail(self, exc: PyMongoError, action: str) -> NoReturn:
+        """Map a driver error at the boundary; the driver's message stays on ``__cause__``."""
+        if isinstance(exc, ConnectionFailure) or exc.timeout:
+            message = f"MongoDB ({self._where}) unavailable during {action}: {type(exc).__name__}"
+            raise BackendUnavailable(message) from exc
+        code = getattr(exc, "code", None)
+        detail = f" (code {code})" if code is not None else ""
+        raise BackendError(f"MongoDB ({self._where}) failed during {action}: {type(exc).__name__}{detail}") from exc
+
+    async def _ready(self) -> AsyncCollection[Document]:
+        if not self._indexes_ready:
+            await self.ensure_indexes()
+        return self.collection
+
+    async def ensure_indexes(self) -> None:
+        """Create the TTL index on ``expires_at`` and the sparse ``user_id`` index, if missing.
+
+        Idempotent (createIndexes with identical specs is a no-op), so concurrent
+        first requests may all run it. An existing index of the same name with other
+        options is a ``ConfigurationError``: the server would not change it for us.
+        """
+        try:
+            await self.collection.create_index("expires_at", name="expires_at_ttl", expireAfterSeconds=0)
+            await self.collection.create_index("user_id", name="user_id", sparse=True)
+        except OperationFailure as exc:
+            if exc.code in _INDEX_CONFLICT_CODES:
+                raise ConfigurationError(
+                    f"collection {self.database_name}.{self.collection_name} has an index that conflicts with "
+                    f"fastapi-sessions' indexes (code {exc.code}); drop it or use another collection"
+                ) from exc
+            self._fail(exc, "index creation")
+        except PyMongoError as exc:
+            self._fail(exc, "index creation")
+        self._indexes_ready = True
+
+    @staticmethod
+    def _fields(record: SessionRecord, version: int) -> dict[str, Any]:
+        """The update document that writes ``record``: one ``$set``, plus ``$unset`` for no user."""
+        fields: dict[str, Any] = {
+            "payload": record.payload,
+            "expires_ms": _ms(record.expires_at),
+            "expires_at": record.expires_at,
+            "version": version,
+        }
+        if record.user_id is None:
+            return {"$set": fields, "$unset": {"user_id": ""}}
+        fields["user_id"] = record.user_id
+        return {"$set": fields}
+
+    # -- the contract ------------------------------------------------------------------------
+
+    async def create(self, record: SessionRecord) -> None:
+        _check_record(record)
+        update = self._fields(record, 1)
+        update["$set"]["created_ms"] = _ms(record.created_at)
+        collection = await self._ready()
+        try:
+            # Matches only an expired document of that key (replaced in place); otherwise the
+            # upsert inserts with _id=key, and a live document makes that a duplicate key.
+            await collection.update_one({"_id": record.key, "expires_ms": {"$lte": _now_ms()}}, update, upsert=True)
+        except DuplicateKeyError:
+            raise SessionExists("a live session already has this key") from None
+        except PyMongoError as exc:
+            self._fail(exc, "create")
+
+    async def read(self, key: str) -> SessionRecord | None:
+        _str(key, "session key")
+        collection = await self._ready()
+        try:
+            doc = await collection.find_one({"_id": key, "expires_ms": {"$gt": _now_ms()}})
+        except PyMongoError as exc:
+            self._fail(exc, "read")
+        return None if doc is None else _record(doc)
+
+    async def update(self, record: SessionRecord, expected_version: int) -> int:
+        _check_record(record)
+        version = expected_version + 1
+        collection = await self._ready()
+        now = _now_ms()
+        try:
+            result = await collection.update_one(
+                {"_id": record.key, "version": expected_version, "expires_ms": {"$gt": now}},
+                self._fields(record, version),
+            )
+            if result.matched_count:
+                return version
+            # Lost: say why. Gone or expired is not-found (no resurrection), else a conflict.
+            current = await collection.find_one({"_id": record.key, "expires_ms": {"$gt": now}}, {"version": 1})
+        except PyMongoError as exc:
+            self._fail(exc, "update")
+        if current is None:
+            raise SessionNotFound("the session is gone or expired")
+        raise SessionConflict("the session changed since it was read")
+
+    async def touch(self, key: str, expires_at: datetime) -> bool:
+        _str(key, "session key")
+        collection = await self._ready()
+        try:
+            result = await collection.update_one(
+                {"_id": key, "expires_ms": {"$gt": _now_ms()}},
+                {"$set": {"expires_ms": _ms(expires_at), "expires_at": expires_at}},
+            )
+        except PyMongoError as exc:
+            self._fail(exc, "touch")
+        return result.matched_count == 1
+
+    async def delete(self, key: str) -> bool:
+        _str(key, "session key")
+        collection = await self._ready()
+        try:
+            # An expired leftover is not a live record: the TTL monitor (or purge) takes it.
+            result = await collection.delete_one({"_id": key, "expires_ms": {"$gt": _now_ms()}})
+        except PyMongoError as exc:
+            self._fail(exc, "delete")
+        return result.deleted_count == 1
+
+    async def list_by_user(self, user_id: str) -> list[SessionRecord]:
+        _str(user_id, "user_id")
+        collection = await self._ready()
+        try:
+            docs = await collection.find({"user_id": user_id, "expires_ms": {"$gt": _now_ms()}}).to_list()
+        except PyMongoError as exc:
+            self._fail(exc, "list_by_user")
+        return [_record(doc) for doc in docs]
+
+    async def delete_by_user(self, user_id: str) -> int:
+        _str(user_id, "user_id")
+        collection = await self._ready()
+        try:
+            result = await collection.delete_many({"user_id": user_id, "expires_ms": {"$gt": _now_ms()}})
+        except PyMongoError as exc:
+            self._fail(exc, "delete_by_user")
+        return result.deleted_count
+
+    async def purge_expired(self) -> int:
+        """Remove expired documents now, through the TTL index (cost follows what expired).
+
+        The server's TTL monitor removes them too, so the count is what this call
+        removed, not everything that expired.
+        """
+        collection = await self._ready()
+        try:
+            result = await collection.delete_many({"expires_at": {"$lte": datetime.now(UTC)}})
+        except PyMongoError as exc:
+            self._fail(exc, "purge_expired")
+        return result.deleted_count
+
+    async def aclose(self) -> None:
+        """Close the client if this backend built it; a client passed in stays open."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_client:
+            await self.client.close()
+
+
+def _split_url(url: str) -> tuple[str, str | None, str | None]:
+    """``(url for PyMongo, database, collection)``: the path names the database, and the
+    query option ``collection`` is ours, removed so PyMongo never sees (or warns about) it.
+    Other options are kept byte for byte."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mongodb", "mongodb+srv"):
+        raise ConfigurationError(f"not a MongoDB URL: {mask_url(url)}")
+    database = unquote(parts.path.lstrip("/")) or None
+    collection = None
+    kept = []
+    for option in parts.query.split("&") if parts.query else ():
+        name, _, value = option.partition("=")
+        if name == "collection":
+            collection = unquote(value)
+        else:
+            kept.append(option)
+    return urlunsplit(parts._replace(query="&".join(kept))), database, collection
+
+
+def from_url(url: str, **options: Any) -> MongoBackend:
+    """Entry-point factory for ``mongodb://`` and ``mongodb+srv://``.
+
+    The URL's path names the database (default ``fastapi_sessions``); the query
+    option ``collection`` (default ``sessions``) is ours and is not passed to
+    PyMongo; every other option is PyMongo's. Keyword options go to
+    :class:`MongoBackend` (``database``, ``collection``, ``create_indexes``, and
+    ``AsyncMongoClient`` options such as ``serverSelectionTimeoutMS``).
+    """
+    return MongoBackend(url, **options)
