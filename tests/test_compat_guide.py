@@ -202,7 +202,10 @@ def guide(request: pytest.FixtureRequest) -> Iterator[Guide]:
             # A key space of its own: nothing left by other runs or suites can interfere.
             store = _server_store(request, "redis", "redis_url", prefix=f"compat-test-{uuid4().hex[:12]}:")
         else:
-            store = _server_store(request, "sqlalchemy", "postgres_url", create_table=True)
+            # A table of its own, dropped afterwards: the shared database keeps nothing of this test.
+            store = _server_store(
+                request, "sqlalchemy", "postgres_url", create_table=True, table_name=f"compat_{uuid4().hex[:12]}"
+            )
         namespace = load_guide(bridge=True, STORE=store, TTL=TTL, CLOCK=clock or utc_now)
     app = namespace["app"]
 
@@ -215,6 +218,8 @@ def guide(request: pytest.FixtureRequest) -> Iterator[Guide]:
 
     with TestClient(app) as client:
         yield Guide(namespace, client, variant, clock)
+        if variant == "bridge-postgres":
+            client.portal.call(store.drop_table)  # type: ignore[union-attr]
         if variant != "0.3.2-in-memory":
             client.portal.call(namespace["backend"].aclose)  # type: ignore[union-attr]
 
