@@ -1,0 +1,503 @@
+"""Redis backend: standalone, TLS and Redis Cluster, on ``redis.asyncio``.
+
+URLs (``pip install "fastapi-sessions[redis]"``)::
+
+    redis://[[user]:password@]host[:port][/db][?prefix=app:&protocol=2&...]
+    rediss://...                       TLS
+    redis+cluster://host:port[?...]    Redis Cluster (any node seeds the client)
+    rediss+cluster://host:port[?...]   Redis Cluster over TLS
+
+``prefix`` is ours (default ``fastapi-sessions:``); every other query option
+goes to redis-py. An application's own client is accepted as well:
+``RedisBackend(client)``; it is then left open by :meth:`RedisBackend.aclose`.
+
+Layout (``P`` is the prefix; see docs/backends/redis.md):
+
+* ``P s:<key>``: one string per session with a native expiry: a 59-byte
+  header (created, expires and version as 16 zero-padded digits each, times
+  in integer microseconds; ``u`` or ``-``; the user id's byte length in 10
+  digits), then the user id, then the payload. A read is one ``GET``; every
+  write to one session is one Lua script on that one key: the
+  compare-and-set, the fused read-and-touch, create, touch, delete.
+* ``P u:{b<n>}:<sha256(user)>``: the user's index, a sorted set of session
+  keys scored by a lower bound of their expiry; ``n`` is one of 16 buckets.
+* ``P q:{b<n>}``: the bucket's purge queue, a sorted set of index names scored
+  by the earliest score in each index. It shares the indexes' hash slot, so
+  the scripts that touch an index and its queue are single-slot.
+
+A session and its user's index are in different slots, so no script touches
+both. The index is a superset, and what it lists is checked against the
+sessions: an entry is written *before* the session is created or moved to
+that user (so no live session is ever missing from its user's index), and
+listing keeps only live sessions that still belong to the user. Stale entries
+(deleted, expired, moved) are dropped by :meth:`RedisBackend.purge_expired`
+once their score is due, at a cost proportional to the due entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from redis.asyncio import Redis, RedisCluster
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+from redis.typing import EncodableT
+
+from ..core.contract import BaseSessionBackend
+from ..core.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    SessionConflict,
+    SessionExists,
+    SessionNotFound,
+)
+from ..core.records import SessionRecord
+from ..core.registry import mask_url
+from . import _redis_scripts as scripts
+
+__all__ = ["DEFAULT_PREFIX", "RedisBackend", "from_url"]
+
+DEFAULT_PREFIX = "fastapi-sessions:"
+#: Buckets of user indexes; fixed, as it is part of the key layout.
+INDEX_BUCKETS = 16
+#: Entries handled per purge step, so one call never builds a huge reply.
+_PURGE_BATCH = 500
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_UNAVAILABLE_ERRORS = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,  # also MasterDownError
+    TryAgainError,
+    RedisClusterException,  # "cannot be connected", slot not covered
+    OSError,
+)
+_HEADER = 59
+_NO_USER = b"-0000000000"
+Client = Redis | RedisCluster
+_READ_AND_TOUCH_SHA = scripts.READ_AND_TOUCH.sha.encode()
+
+
+def _us(value: datetime) -> int:
+    return (value - _EPOCH) // _US
+
+
+def _expire_ms(expires_us: int) -> int:
+    # Rounded up: the key outlives its logical expiry by under a millisecond, never the reverse.
+    return -(-expires_us // 1000)
+
+
+def _user_bytes(user_id: str) -> bytes:
+    return user_id.encode("utf-8", "surrogatepass")
+
+
+def _user_tag(user: bytes) -> bytes:
+    """The header's user part for ``user``: ``u`` and its byte length in 10 digits."""
+    return b"u%010d" % len(user)
+
+
+def _encode(record: SessionRecord, version: int, expires_us: int) -> bytes:
+    """A record as the stored string (see the module docstring)."""
+    head = b"%016d%016d%016d" % (_us(record.created_at), expires_us, version)
+    if record.user_id is None:
+        return head + _NO_USER + record.payload
+    user = _user_bytes(record.user_id)
+    return head + _user_tag(user) + user + record.payload
+
+
+# Decoded timestamps by their 16 stored digits: a session's are the same on most requests,
+# and a dict hit is several times cheaper than building the datetime. Bounded by clearing.
+_DATETIMES: dict[bytes, datetime] = {}
+
+
+def _at(digits: bytes) -> datetime:
+    if len(_DATETIMES) >= 4096:
+        _DATETIMES.clear()
+    value = _DATETIMES[digits] = _EPOCH + timedelta(microseconds=int(digits))
+    return value
+
+
+def _decode(key: str, value: bytes, start: int = 0) -> SessionRecord:
+    """The record stored as ``value[start:]``."""
+    body = start + _HEADER
+    if value[start + 48] == 0x75:  # b"u"
+        end = body + int(value[start + 49:body])
+        user: str | None = value[body:end].decode("utf-8", "surrogatepass")
+    else:
+        end, user = body, None
+    created, expires = value[start:start + 16], value[start + 16:start + 32]
+    return SessionRecord(
+        key,
+        value[end:],
+        user,
+        _DATETIMES.get(created) or _at(created),
+        _DATETIMES.get(expires) or _at(expires),
+        int(value[start + 32:start + 48]),
+    )
+
+
+def _head(value: bytes) -> tuple[int, str | None]:
+    """Expiry and user id from a header followed by the user id (the HEAD script's reply)."""
+    user = value[_HEADER:].decode("utf-8", "surrogatepass") if value[48] == 0x75 else None
+    return int(value[16:32]), user
+
+
+class RedisBackend(BaseSessionBackend):
+    """Sessions in Redis or Redis Cluster, with native expiry and server-side compare-and-set.
+
+    ``client`` is a ``redis.asyncio.Redis`` or ``RedisCluster`` made with
+    ``decode_responses=False`` (the default): payloads are bytes. ``prefix``
+    starts every key. Reads are one command; ``update``, ``touch`` and the fused
+    :meth:`read_and_touch` are one script call each (``EVALSHA``, falling back
+    to ``EVAL`` when the server lost its script cache, for example after a
+    restart), except that :meth:`read_and_touch` is a plain ``GET`` when it
+    knows no extension can be due. ``close_client`` says whether :meth:`aclose` closes ``client``;
+    :meth:`from_url` sets it, a client passed in stays the application's.
+    ``label`` names the server in error messages (:meth:`from_url` gives the
+    URL with its password masked).
+    """
+
+    def __init__(self, client: Client, *, prefix: str = DEFAULT_PREFIX, close_client: bool = False,
+                 label: str = "redis") -> None:
+        if client.get_connection_kwargs().get("decode_responses"):
+            raise ConfigurationError("the Redis client must use decode_responses=False: payloads are bytes")
+        self.client = client
+        self.prefix = prefix
+        self._session_prefix = f"{prefix}s:"
+        self._close_client = close_client
+        self._closed = False
+        self._label = label
+        self._timeouts: tuple[object, object, object, int, int, bytes, bytes, bytes] = (
+            None, None, None, 0, 0, b"", b"", b"")
+        # Last expiry (µs) this process saw per session key: when it shows that no idle
+        # extension can be due, read_and_touch reads with a plain GET instead of the script.
+        self._expiry_hints: dict[str, int] = {}
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str | None = None, **client_options: Any) -> RedisBackend:
+        """A backend on its own client for ``url`` (see the module docstring for the schemes).
+
+        ``client_options`` go to ``redis.asyncio.Redis.from_url`` or
+        ``RedisCluster.from_url``. Unless given, a connection error is retried
+        twice within about 0.1 s before ``BackendUnavailable``: a session
+        store that is down should answer 503 quickly, not after seconds.
+        """
+        try:
+            parts = urlsplit(url)
+            scheme = parts.scheme.lower()
+        except ValueError as exc:
+            raise ConfigurationError(f"cannot parse Redis URL {mask_url(url)!r}") from exc
+        cluster = scheme.endswith("+cluster")
+        base = scheme.removesuffix("+cluster")
+        if base not in ("redis", "rediss"):
+            raise ConfigurationError(f"not a Redis URL: {mask_url(url)!r}")
+        query = []
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            if name == "prefix":
+                prefix = value if prefix is None else prefix
+            else:
+                query.append((name, value))
+        driver_url = urlunsplit(parts._replace(scheme=base, query=urlencode(query)))
+        client_options.setdefault("retry", Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.05), 2))
+        client: Client
+        try:
+            if cluster:
+                if parts.path not in ("", "/", "/0"):
+                    raise ConfigurationError("Redis Cluster has database 0 only")
+                client = RedisCluster.from_url(urlunsplit(parts._replace(scheme=base, path="", query=urlencode(query))),
+                                               **client_options)
+            else:
+                client = Redis.from_url(driver_url, **client_options)
+        except (ValueError, TypeError, RedisError, RedisClusterException) as exc:
+            if isinstance(exc, ConfigurationError):
+                raise
+            raise ConfigurationError(f"bad Redis URL or option for {mask_url(url)}: {exc}") from None
+        return cls(client, prefix=DEFAULT_PREFIX if prefix is None else prefix, close_client=True,
+                   label=mask_url(url))
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def session_key(self, key: str) -> str:
+        """The Redis key holding session ``key``."""
+        return self._session_prefix + key
+
+    def index_key(self, user_id: str) -> str:
+        """The Redis key of ``user_id``'s index (a sorted set of session keys)."""
+        digest = hashlib.sha256(_user_bytes(user_id)).hexdigest()
+        return f"{self.prefix}u:{{b{int(digest[:8], 16) % INDEX_BUCKETS}}}:{digest}"
+
+    def _queue_key(self, index_key: str) -> str:
+        bucket = index_key[len(self.prefix) + 2:].partition("}")[0] + "}"
+        return f"{self.prefix}q:{bucket}"
+
+    def _queue_keys(self) -> list[str]:
+        return [f"{self.prefix}q:{{b{n}}}" for n in range(INDEX_BUCKETS)]
+
+    # -- the driver boundary -----------------------------------------------------------------
+
+    def _error(self, exc: BaseException) -> BackendError:
+        detail = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, _UNAVAILABLE_ERRORS):
+            return BackendUnavailable(f"Redis is unavailable ({self._label}): {detail}")
+        return BackendError(f"Redis failed ({self._label}): {detail}")
+
+    async def _eval(self, script: scripts.Script, key: str, *args: EncodableT) -> Any:
+        """Run a one-key script: EVALSHA, or EVAL when the server does not have it cached."""
+        try:
+            try:
+                return await self.client.execute_command("EVALSHA", script.sha, 1, key, *args)
+            except NoScriptError:
+                return await self.client.execute_command("EVAL", script.source, 1, key, *args)
+        except (RedisError, RedisClusterException, OSError) as exc:
+            raise self._error(exc) from exc
+
+    async def _command(self, *args: EncodableT) -> Any:
+        try:
+            return await self.client.execute_command(*args)
+        except (RedisError, RedisClusterException, OSError) as exc:
+            raise self._error(exc) from exc
+
+    async def _pipeline(self, commands: Sequence[tuple[EncodableT, ...]]) -> list[Any]:
+        """Several commands in one go (grouped per node on a cluster); scripts go as EVAL."""
+        if not commands:
+            return []
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for command in commands:
+                    pipe.execute_command(*command)
+                return list(await pipe.execute())
+        except (RedisError, RedisClusterException, OSError) as exc:
+            raise self._error(exc) from exc
+
+    async def _index_add(self, user_id: str, key: str, expires_us: int) -> None:
+        index = self.index_key(user_id)
+        try:
+            await self.client.execute_command(
+                "EVALSHA", scripts.INDEX_ADD.sha, 2, index, self._queue_key(index), expires_us, key, index)
+        except NoScriptError:
+            await self._command(
+                "EVAL", scripts.INDEX_ADD.source, 2, index, self._queue_key(index), expires_us, key, index)
+        except (RedisError, RedisClusterException, OSError) as exc:
+            raise self._error(exc) from exc
+
+    # -- the contract ------------------------------------------------------------------------
+
+    async def create(self, record: SessionRecord) -> None:
+        expires = _us(record.expires_at)
+        if record.user_id is not None:
+            # The index entry comes first, so a live session is never missing from its user's index.
+            await self._index_add(record.user_id, record.key, expires)
+        value = _encode(record, 1, expires)
+        now = _us(datetime.now(UTC))
+        if not await self._eval(scripts.CREATE, self.session_key(record.key), now, value, _expire_ms(expires)):
+            raise SessionExists("a live session already has this key")
+        self._hint(record.key, expires)
+
+    async def read(self, key: str) -> SessionRecord | None:
+        value = await self._command("GET", self.session_key(key))
+        if value is None:
+            return None
+        record = _decode(key, value)
+        # Redis drops a key only after its millisecond; the contract's boundary is exact.
+        return record if record.expires_at > datetime.now(UTC) else None
+
+    async def read_and_touch(
+        self,
+        key: str,
+        *,
+        now: datetime,
+        idle_timeout: timedelta,
+        absolute_timeout: timedelta,
+        refresh_interval: timedelta,
+    ) -> tuple[SessionRecord | None, bool]:
+        """Read the live record and extend its idle deadline if due, in one round trip.
+
+        See :class:`~fastapi_sessions.core.contract.SupportsReadAndTouch`. The
+        round trip is the read-and-touch script, or a plain ``GET`` when the
+        expiry this process last saw for ``key`` shows that no extension can be
+        due; the record that ``GET`` returns is checked again, and only if an
+        extension is due after all (another process moved the expiry earlier)
+        does the script follow.
+        """
+        # The manager passes the same timedelta objects every time: convert them once.
+        cached = self._timeouts
+        if (cached[0] is not idle_timeout or cached[1] is not absolute_timeout
+                or cached[2] is not refresh_interval):
+            idle, refresh = idle_timeout // _US, refresh_interval // _US
+            cached = self._timeouts = (
+                idle_timeout, absolute_timeout, refresh_interval, idle, refresh,
+                b"%d" % idle, b"%d" % (absolute_timeout // _US), b"%d" % refresh,
+            )
+        now_us = (now - _EPOCH) // _US
+        # No extension is due while now + idle - refresh < expiry (the target is at most now + idle).
+        due_after = now_us + cached[3] - cached[4]
+        session = self._session_prefix + key
+        hints = self._expiry_hints
+        hint = hints.get(key)
+        try:
+            if hint is not None and due_after < hint:
+                # Known not due: one plain GET, the cheapest command; the record it returns decides.
+                value = await self.client.execute_command("GET", session)
+                if value is None:
+                    hints.pop(key, None)
+                    return None, False
+                record = _decode(key, value)
+                expires = int(value[16:32])
+                if expires <= now_us:
+                    return None, False
+                if due_after < expires:
+                    hints[key] = expires
+                    return record, False
+                # The expiry moved earlier elsewhere and an extension is due: the script decides.
+            args = (session, b"%d" % now_us, cached[5], cached[6], cached[7])
+            try:
+                reply = await self.client.execute_command("EVALSHA", _READ_AND_TOUCH_SHA, 1, *args)
+            except NoScriptError:
+                reply = await self.client.execute_command("EVAL", scripts.READ_AND_TOUCH.source, 1, *args)
+        except (RedisError, RedisClusterException, OSError) as exc:
+            raise self._error(exc) from exc
+        if reply is None:
+            hints.pop(key, None)
+            return None, False
+        self._hint(key, int(reply[17:33]))
+        return _decode(key, reply, 1), reply[0] == 0x31  # b"1": extended
+
+    def _hint(self, key: str, expires_us: int) -> None:
+        hints = self._expiry_hints
+        if len(hints) >= 10_000 and key not in hints:
+            hints.clear()  # bounded; a lost hint costs one script call, never correctness
+        hints[key] = expires_us
+
+    async def update(self, record: SessionRecord, expected_version: int) -> int:
+        version = expected_version + 1
+        expires = _us(record.expires_at)
+        session = self.session_key(record.key)
+        value = _encode(record, version, expires)
+        expire_ms = _expire_ms(expires)
+        expected = b"%016d" % expected_version
+        result = await self._eval(scripts.UPDATE, session, expected, b"%016d" % _us(datetime.now(UTC)), value,
+                                  expire_ms, 0)
+        if result == -3:  # the record moves to another user: index first, then the same CAS
+            assert record.user_id is not None
+            await self._index_add(record.user_id, record.key, expires)
+            result = await self._eval(scripts.UPDATE, session, expected, b"%016d" % _us(datetime.now(UTC)), value,
+                                      expire_ms, 1)
+        if result == -1:
+            raise SessionNotFound("the session is gone or expired")
+        if result == -2:
+            raise SessionConflict("the session changed since it was read")
+        self._hint(record.key, expires)
+        return int(result)
+
+    async def touch(self, key: str, expires_at: datetime) -> bool:
+        expires = _us(expires_at)
+        touched = bool(await self._eval(
+            scripts.TOUCH, self.session_key(key), _us(datetime.now(UTC)), b"%016d" % expires, _expire_ms(expires)))
+        if touched:
+            self._hint(key, expires)
+        return touched
+
+    async def delete(self, key: str) -> bool:
+        self._expiry_hints.pop(key, None)
+        reply = await self._eval(scripts.DELETE, self.session_key(key), _us(datetime.now(UTC)))
+        if reply is None:
+            return False
+        live, user = reply
+        if user is not None:
+            # Keeps listings lean; an entry left behind (a crash here) is dropped by purge_expired.
+            await self._command("ZREM", self.index_key(user.decode("utf-8", "surrogatepass")), key)
+        return bool(live == 1)
+
+    async def list_by_user(self, user_id: str) -> list[SessionRecord]:
+        keys = await self._command("ZRANGE", self.index_key(user_id), 0, -1)
+        if not keys:
+            return []
+        values = await self._pipeline([("GET", self.session_key(k.decode())) for k in keys])
+        now = datetime.now(UTC)
+        records = []
+        for k, value in zip(keys, values, strict=True):
+            if value is None:
+                continue  # gone: a stale entry
+            record = _decode(k.decode(), value)
+            if record.user_id == user_id and record.expires_at > now:  # not moved to another user
+                records.append(record)
+        return records
+
+    async def delete_by_user(self, user_id: str) -> int:
+        index = self.index_key(user_id)
+        keys = await self._command("ZRANGE", index, 0, -1)
+        if not keys:
+            return 0
+        now, user = _us(datetime.now(UTC)), _user_bytes(user_id)
+        tag = _user_tag(user)
+        results = await self._pipeline(
+            [("EVAL", scripts.DELETE_IF_USER.source, 1, self.session_key(k.decode()), now, tag, user) for k in keys]
+        )
+        gone = [k for k, result in zip(keys, results, strict=True) if result]
+        if gone:
+            await self._command("ZREM", index, *gone)
+        return sum(1 for result in results if result == 1)
+
+    async def purge_expired(self) -> int:
+        """Drop index entries of sessions that expired or went; Redis expires the sessions itself.
+
+        Only due work is visited: the bucket queues name the indexes whose
+        earliest score has passed, and within them only due entries are read.
+        An entry whose session is still live for its user is re-scored to the
+        session's expiry. Returns the number of entries dropped.
+        """
+        dropped = 0
+        for _ in range(10_000):  # bounded: each round makes progress, this only guards a livelock
+            now = _us(datetime.now(UTC))
+            due = await self._pipeline(
+                [("ZRANGEBYSCORE", q, "-inf", now, "LIMIT", 0, _PURGE_BATCH) for q in self._queue_keys()]
+            )
+            indexes = [i.decode() for names in due for i in names]
+            if not indexes:
+                return dropped
+            entries = await self._pipeline(
+                [("ZRANGEBYSCORE", i, "-inf", now, "LIMIT", 0, _PURGE_BATCH) for i in indexes]
+            )
+            sessions = [(index, k.decode()) for index, keys in zip(indexes, entries, strict=True) for k in keys]
+            heads = await self._pipeline(
+                [("EVAL", scripts.HEAD.source, 1, self.session_key(k), ) for _, k in sessions]
+            )
+            sweeps: dict[str, list[EncodableT]] = {i: [] for i in indexes}
+            for (index, key), head in zip(sessions, heads, strict=True):
+                expires, user = _head(head) if head is not None else (0, None)
+                alive = user is not None and expires > now and self.index_key(user) == index
+                sweeps[index] += [key, expires if alive else "-"]
+            results = await self._pipeline(
+                [("EVAL", scripts.INDEX_SWEEP.source, 2, i, self._queue_key(i), now, i, *pairs)
+                 for i, pairs in sweeps.items()]
+            )
+            dropped += sum(int(r) for r in results)
+        return dropped
+
+    async def aclose(self) -> None:
+        """Close the client if this backend made it (:meth:`from_url`). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._close_client:
+            await self.client.aclose()
+
+
+def from_url(url: str, **options: Any) -> RedisBackend:
+    """Entry-point factory for ``redis://``, ``rediss://``, ``redis+cluster://`` and ``rediss+cluster://``."""
+    return RedisBackend.from_url(url, **options)
