@@ -257,8 +257,17 @@ class SessionManager:
             if session._touch_to is None or record is None:
                 return None
             return await self._touch(session, record, session._touch_to)
-        if record is not None and not (session._invalidated or session._regenerate) and session:
-            return await self._update(session, record, self.clock())  # the common write
+        if record is not None and not (session._invalidated or session._regenerate) and (
+            session or session._user_id is not None
+        ):
+            # The common write, kept inline (it runs on every modifying request): one compare-and-set.
+            now = self.clock()
+            new = self._next(session, record, self.serializer.dumps(session), now)
+            try:
+                version = await self.backend.update(new, record.version)
+            except SessionConflict:
+                return await self._save_after_conflict(session, record, now)
+            return self._saved(session, new, version, record.expires_at, now)
         now = self.clock()
         ended = False
         if session._invalidated:
@@ -276,13 +285,12 @@ class SessionManager:
             await self.backend.delete(record.key)
             self._forget(session)
             return TokenChange(None)
-        if session._regenerate:
-            logged_in = session._user_id != record.user_id
-            change = await self._create(session, now, now if logged_in else record.created_at)
-            # A token that was someone's login is not left usable after a change of user.
-            await self._retire(record.key, now, grace=record.user_id in (None, session._user_id))
-            return change
-        return await self._update(session, record, now)
+        # What is left is a regeneration: a plain write took the path at the top.
+        logged_in = session._user_id != record.user_id
+        change = await self._create(session, now, now if logged_in else record.created_at)
+        # A token that was someone's login is not left usable after a change of user.
+        await self._retire(record.key, now, grace=record.user_id in (None, session._user_id))
+        return change
 
     async def _create(self, session: Session, now: datetime, created_at: datetime) -> TokenChange:
         payload = self.serializer.dumps(session)
@@ -342,16 +350,6 @@ class SessionManager:
         if not extended and new.expires_at - previous_expiry < self.idle_refresh_interval:
             return None
         return TokenChange(session._token, self._seconds_left(new.expires_at, now))
-
-    async def _update(
-        self, session: Session, record: SessionRecord, now: datetime
-    ) -> TokenChange | None:
-        new = self._next(session, record, self.serializer.dumps(session), now)
-        try:
-            version = await self.backend.update(new, record.version)
-        except SessionConflict:
-            return await self._save_after_conflict(session, record, now)
-        return self._saved(session, new, version, record.expires_at, now)
 
     async def _save_after_conflict(
         self, session: Session, record: SessionRecord, now: datetime
