@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -73,6 +74,13 @@ def make_manager(backend: InMemoryBackend, clock: ManualClock) -> Callable[..., 
 @pytest.fixture
 def manager(make_manager: Callable[..., SessionManager]) -> SessionManager:
     return make_manager()
+
+
+def free_port() -> int:
+    """A loopback port where nothing listens (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def client_for(app: FastAPI) -> TestClient:

@@ -6,7 +6,6 @@ the official ``mongo`` image. docs/backends/mongodb.md lists how the two differ.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ import pytest
 import pytest_asyncio
 from pymongo import AsyncMongoClient, MongoClient
 
+from conftest import free_port
 from fastapi_sessions import SessionBackend, SessionRecord
 from fastapi_sessions.backends.mongodb import MongoBackend
 from fastapi_sessions.testing import BackendConformance, Capability
@@ -31,13 +31,6 @@ def mongo_collection(mongodb_url: str) -> Iterator[str]:
     client: MongoClient[dict[str, Any]]
     with MongoClient(mongodb_url, serverSelectionTimeoutMS=5000) as client:
         client.get_default_database("fastapi_sessions_test").drop_collection(name)
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, read and released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def decode_raw(doc: dict[str, object]) -> SessionRecord:

@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
+from conftest import free_port
 from fastapi_sessions import SessionManager, SessionMiddleware
 from fastapi_sessions.backends.mongodb import MongoBackend
 from fastapi_sessions.frontends import SessionFrontend
@@ -38,12 +39,6 @@ def _nx_binary() -> str:
     if required("mongodb"):
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Server:
@@ -80,7 +75,7 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    own = Server(_nx_binary(), _free_port(), tmp_path)
+    own = Server(_nx_binary(), free_port(), tmp_path)
     own.start()
     try:
         yield own

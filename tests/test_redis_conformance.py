@@ -6,7 +6,6 @@ other's keys, indexes or purge queues; the prefix's keys are removed afterwards.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,16 +15,10 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis, RedisCluster
 
+from conftest import free_port
 from fastapi_sessions import SessionBackend, SessionRecord
 from fastapi_sessions.backends.redis import RedisBackend
 from fastapi_sessions.testing import BackendConformance, Capability
-
-
-def free_port() -> int:
-    """A loopback port with nothing listening on it (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def raw_client(url: str) -> Redis | RedisCluster:

@@ -22,18 +22,13 @@ import httpx2 as httpx
 import pytest
 from fastapi import FastAPI, Request
 
+from conftest import free_port
 from fastapi_sessions import SessionManager, SessionMiddleware
 from fastapi_sessions.backends.redis import RedisBackend
 from fastapi_sessions.frontends import SessionFrontend
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 SECRET = "test-secret-key-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisProcess:

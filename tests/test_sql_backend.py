@@ -24,7 +24,7 @@ from sqlalchemy import delete, event, func, insert, inspect, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from conftest import SECRET
+from conftest import SECRET, free_port
 from fastapi_sessions import (
     BackendError,
     BackendUnavailable,
@@ -52,14 +52,6 @@ from fastapi_sessions.frontends import SessionFrontend
 TABLE = f"fs_test_{uuid.uuid4().hex[:10]}"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "backends" / "sql.md"
 DIALECTS = ["postgres", "mysql", "sqlite-file", "sqlite-memory"]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _drop(url: str) -> None:

@@ -7,7 +7,6 @@ emptied before every test and dropped at the end, so parallel runs never meet.
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
@@ -18,6 +17,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import delete, select
 
+from conftest import free_port
 from fastapi_sessions import ManualClock, SessionBackend, SessionRecord, utc_now
 from fastapi_sessions.backends.sqlalchemy import SQLAlchemyBackend
 from fastapi_sessions.testing import BackendConformance, Capability
@@ -26,13 +26,6 @@ TABLE = f"fs_test_{uuid.uuid4().hex[:10]}"
 SQL_CAPABILITIES = frozenset(
     {Capability.OUT_OF_BAND_READ, Capability.EXACT_PURGE_COUNT, Capability.UNREACHABLE_SERVER}
 )
-
-
-def free_port() -> int:
-    """A loopback port where nothing listens (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _drop(url: str) -> None:
