@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -95,24 +96,55 @@ SERVER_COLUMNS = (
     "workload",
     "µs/request",
     "overhead µs",
-    "vs its floor",
-    "speed vs peer",
+    "vs its floor (quartiles)",
+    "speed vs peer (quartiles)",
     "Set-Cookie on read-only",
     "store writes on read-only",
 )
 
 
+def _paired(numerators: Sequence[float], denominators: Sequence[float]) -> tuple[float, float, float]:
+    """Median and quartiles of per-repeat ratios.
+
+    Repeats are interleaved, so repeat ``i`` of two contenders ran back to back:
+    dividing within a repeat cancels the machine's slow drift, which a ratio of
+    two medians does not.
+    """
+    ratios = sorted(n / d for n, d in zip(numerators, denominators, strict=True))
+    if len(ratios) < 4:
+        median = statistics.median(ratios)
+        return median, median, median
+    low, mid, high = statistics.quantiles(ratios, n=4)
+    return mid, low, high
+
+
 def add_floor_ratios(results: Sequence[dict[str, Any]], floors: dict[str, str], peers: dict[str, str]) -> None:
-    """``floor_ratio``: time over the floor's time; ``peer_speedup``: the peer's time over ours."""
-    times = {(r["contender"], r["workload"]): r["us_per_request"] for r in results}
+    """``floor_ratio``: time over the floor's time; ``peer_speedup``: the peer's time over ours.
+
+    Both are medians of per-repeat ratios (see :func:`_paired`); ``*_quartiles``
+    give the spread.
+    """
+    repeats = {(r["contender"], r["workload"]): r["us_per_request_repeats"] for r in results}
     for r in results:
         floor = floors.get(r["contender"])
         peer = peers.get(r["contender"])
-        floor_us = times.get((floor, r["workload"])) if floor else None
-        peer_us = times.get((peer, r["workload"])) if peer else None
+        ours = r["us_per_request_repeats"]
+        floor_us = repeats.get((floor, r["workload"])) if floor else None
+        peer_us = repeats.get((peer, r["workload"])) if peer else None
         r["floor"], r["peer"] = floor, peer
-        r["floor_ratio"] = r["us_per_request"] / floor_us if floor_us else None
-        r["peer_speedup"] = peer_us / r["us_per_request"] if peer_us else None
+        r["floor_ratio"] = r["floor_quartiles"] = r["peer_speedup"] = r["peer_quartiles"] = None
+        if floor_us:
+            r["floor_ratio"], *r["floor_quartiles"] = _paired(ours, floor_us)
+        if peer_us:
+            r["peer_speedup"], *r["peer_quartiles"] = _paired(peer_us, ours)
+
+
+def _ratio(value: float | None, quartiles: Sequence[float] | None) -> str:
+    if value is None:
+        return "—"
+    if not quartiles or quartiles[0] == quartiles[1]:
+        return f"{value:.2f}x"
+    return f"{value:.2f}x ({quartiles[0]:.2f} to {quartiles[1]:.2f})"
 
 
 def server_table(results: Sequence[dict[str, Any]]) -> str:
@@ -121,7 +153,9 @@ def server_table(results: Sequence[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(SERVER_COLUMNS) + " |", "|" + "|".join("---" for _ in SERVER_COLUMNS) + "|"]
     for r in rows:
         cells = _cells(r)
-        floor = "—" if r.get("floor_ratio") is None else f"{r['floor_ratio']:.2f}x"
-        peer = "—" if r.get("peer_speedup") is None else f"{r['peer_speedup']:.2f}x faster than {r['peer']}"
+        floor = _ratio(r.get("floor_ratio"), r.get("floor_quartiles"))
+        peer = _ratio(r.get("peer_speedup"), r.get("peer_quartiles"))
+        if peer != "—":
+            peer += f" faster than {r['peer']}"
         lines.append("| " + " | ".join([*cells[:4], floor, peer, *cells[5:]]) + " |")
     return "\n".join(lines)

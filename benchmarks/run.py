@@ -146,6 +146,8 @@ def run_server_suite(name: str, args: argparse.Namespace) -> int:
     print()
     for line in notes(outcome.results):
         print(f"- {line}")
+    for contender, why in getattr(module, "SKIPPED", {}).items():
+        print(f"- SKIPPED {contender}: {why}")
     for contender, trace in outcome.failures.items():
         print(f"- FAILED {contender}:\n\n```\n{trace.rstrip()}\n```")
     if args.json:

@@ -90,7 +90,6 @@ _UNAVAILABLE_ERRORS = (
 _HEADER = 59
 _NO_USER = b"-0000000000"
 Client = Redis | RedisCluster
-_READ_AND_TOUCH_SHA = scripts.READ_AND_TOUCH.sha.encode()
 
 
 def _us(value: datetime) -> int:
@@ -260,9 +259,9 @@ class RedisBackend(BaseSessionBackend):
         """Run a one-key script: EVALSHA, or EVAL when the server does not have it cached."""
         try:
             try:
-                return await self.client.execute_command("EVALSHA", script.sha, 1, key, *args)
+                return await self.client.execute_command("EVALSHA", script.sha, b"1", key, *args)
             except NoScriptError:
-                return await self.client.execute_command("EVAL", script.source, 1, key, *args)
+                return await self.client.execute_command("EVAL", script.source, b"1", key, *args)
         except (RedisError, RedisClusterException, OSError) as exc:
             raise self._error(exc) from exc
 
@@ -366,9 +365,9 @@ class RedisBackend(BaseSessionBackend):
                 # The expiry moved earlier elsewhere and an extension is due: the script decides.
             args = (session, b"%d" % now_us, cached[5], cached[6], cached[7])
             try:
-                reply = await self.client.execute_command("EVALSHA", _READ_AND_TOUCH_SHA, 1, *args)
+                reply = await self.client.execute_command("EVALSHA", scripts.READ_AND_TOUCH.sha, b"1", *args)
             except NoScriptError:
-                reply = await self.client.execute_command("EVAL", scripts.READ_AND_TOUCH.source, 1, *args)
+                reply = await self.client.execute_command("EVAL", scripts.READ_AND_TOUCH.source, b"1", *args)
         except (RedisError, RedisClusterException, OSError) as exc:
             raise self._error(exc) from exc
         if reply is None:
@@ -384,19 +383,16 @@ class RedisBackend(BaseSessionBackend):
         hints[key] = expires_us
 
     async def update(self, record: SessionRecord, expected_version: int) -> int:
-        version = expected_version + 1
         expires = _us(record.expires_at)
-        session = self.session_key(record.key)
-        value = _encode(record, version, expires)
-        expire_ms = _expire_ms(expires)
-        expected = b"%016d" % expected_version
-        result = await self._eval(scripts.UPDATE, session, expected, b"%016d" % _us(datetime.now(UTC)), value,
-                                  expire_ms, 0)
-        if result == -3:  # the record moves to another user: index first, then the same CAS
+        session = self._session_prefix + record.key
+        value = _encode(record, expected_version + 1, expires)
+        control = b"%016d%016d0%d" % (expected_version, _us(datetime.now(UTC)), _expire_ms(expires))
+        result = await self._eval(scripts.UPDATE, session, control, value)
+        if result == -3:  # the record moves to another user: index first, then the same CAS, index ready
             assert record.user_id is not None
             await self._index_add(record.user_id, record.key, expires)
-            result = await self._eval(scripts.UPDATE, session, expected, b"%016d" % _us(datetime.now(UTC)), value,
-                                      expire_ms, 1)
+            control = b"%016d%016d1%d" % (expected_version, _us(datetime.now(UTC)), _expire_ms(expires))
+            result = await self._eval(scripts.UPDATE, session, control, value)
         if result == -1:
             raise SessionNotFound("the session is gone or expired")
         if result == -2:
