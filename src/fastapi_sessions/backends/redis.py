@@ -101,6 +101,11 @@ def _expire_ms(expires_us: int) -> int:
     return -(-expires_us // 1000)
 
 
+def _cas_control(expected_version: int, expires_us: int, index_ready: bool) -> bytes:
+    """The UPDATE script's control argument: expected version, now, index-ready flag, expire-at-ms."""
+    return b"%016d%016d%d%d" % (expected_version, _us(datetime.now(UTC)), index_ready, _expire_ms(expires_us))
+
+
 def _user_bytes(user_id: str) -> bytes:
     return user_id.encode("utf-8", "surrogatepass")
 
@@ -386,13 +391,11 @@ class RedisBackend(BaseSessionBackend):
         expires = _us(record.expires_at)
         session = self._session_prefix + record.key
         value = _encode(record, expected_version + 1, expires)
-        control = b"%016d%016d0%d" % (expected_version, _us(datetime.now(UTC)), _expire_ms(expires))
-        result = await self._eval(scripts.UPDATE, session, control, value)
+        result = await self._eval(scripts.UPDATE, session, _cas_control(expected_version, expires, False), value)
         if result == -3:  # the record moves to another user: index first, then the same CAS, index ready
             assert record.user_id is not None
             await self._index_add(record.user_id, record.key, expires)
-            control = b"%016d%016d1%d" % (expected_version, _us(datetime.now(UTC)), _expire_ms(expires))
-            result = await self._eval(scripts.UPDATE, session, control, value)
+            result = await self._eval(scripts.UPDATE, session, _cas_control(expected_version, expires, True), value)
         if result == -1:
             raise SessionNotFound("the session is gone or expired")
         if result == -2:
