@@ -27,8 +27,11 @@ def test_the_distribution_declares_the_entry_point() -> None:
 
 def test_available_backends_lists_it_with_its_distribution() -> None:
     listed = available_backends()
-    assert listed["litestore"] == "fsessions_litestore:from_url (fsessions-litestore)"
-    assert "fastapi-sessions" in listed["memory"]
+    litestore = listed["litestore"]
+    assert (litestore.target, litestore.distribution) == ("fsessions_litestore:from_url", "fsessions-litestore")
+    assert litestore.installed is None  # a third party's driver cannot be known without importing it
+    assert str(litestore) == "litestore:// fsessions_litestore:from_url (fsessions-litestore): driver not checked"
+    assert listed["memory"].distribution == "fastapi-sessions"
 
 
 @pytest.mark.asyncio

@@ -247,3 +247,108 @@ async def test_read_and_touch_extends_when_another_process_moved_the_expiry_earl
     assert extended is True
     assert got is not None and got.expires_at == now + timedelta(hours=1) and got.version == 2
     assert await backend.read(r.key) == got
+
+
+# -- the index expires with its sessions ---------------------------------------------------------
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def day(n: float, hours: float = 0) -> datetime:
+    """A time on a fixed future day, so which UTC day an expiry falls on is known."""
+    return datetime(2031, 5, 1, tzinfo=UTC) + timedelta(days=n, hours=hours)
+
+
+def ms(value: datetime) -> int:
+    return (value - EPOCH) // timedelta(milliseconds=1)
+
+
+async def expires_ms(backend: RedisBackend, key: str) -> int:
+    """The key's expiry (Unix ms): -1 without one, -2 when absent."""
+    return int(await backend.client.execute_command("PEXPIRETIME", key))
+
+
+@pytest.mark.asyncio
+async def test_after_every_session_of_a_user_is_gone_no_key_lacks_a_ttl(backend: RedisBackend) -> None:
+    alice = f"alice-{uuid.uuid4().hex}"
+    short = [record(alice, ttl=0.3) for _ in range(2)]
+    gone = record(alice)
+    for r in [*short, gone]:
+        await backend.create(r)
+    await backend.delete(gone.key)
+    await asyncio.sleep(0.5)  # Redis expires the short ones itself; purge_expired() never runs
+    assert await backend.list_by_user(alice) == []
+    keys = [key async for key in backend.client.scan_iter(match=f"{backend.prefix}*")]
+    assert keys  # the index and its queue are still there (with stale entries) ...
+    for key in keys:
+        assert await backend.client.pttl(key) > 0, key  # ... but they expire by themselves
+
+
+@pytest.mark.asyncio
+async def test_an_index_and_its_queue_outlive_its_latest_session_by_at_most_two_days(backend: RedisBackend) -> None:
+    alice = f"alice-{uuid.uuid4().hex}"
+    early = SessionRecord(storage_key(new_token()), b"{}", alice, day(0), day(0, 1))
+    late = SessionRecord(storage_key(new_token()), b"{}", alice, day(0), day(3, 5))
+    await backend.create(late)
+    await backend.create(early)
+    index = backend.index_key(alice)
+    # The expiry is rounded up to a whole UTC day, then one more: day 3 05:00 -> day 5 00:00.
+    assert await expires_ms(backend, index) == ms(day(5))
+    assert await expires_ms(backend, backend._queue_key(index)) == ms(day(5))
+    assert await expires_ms(backend, backend.session_key(late.key)) == ms(day(3, 5))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("how", ["touch", "update", "read_and_touch"])
+async def test_an_extension_past_its_index_expiry_raises_the_index_first(backend: RedisBackend, how: str) -> None:
+    alice = f"alice-{uuid.uuid4().hex}"
+    r = SessionRecord(storage_key(new_token()), b"{}", alice, day(0), day(0, 1))
+    await backend.create(r)
+    index, session = backend.index_key(alice), backend.session_key(r.key)
+    assert await expires_ms(backend, index) == ms(day(2))
+
+    async def extend(to: datetime, version: int) -> None:
+        if how == "touch":
+            assert await backend.touch(r.key, to)
+        elif how == "update":
+            assert await backend.update(SessionRecord(r.key, b"{}", alice, r.created_at, to, version), version) == (
+                version + 1)
+        else:
+            now = day(0, 0.5)
+            got, extended = await backend.read_and_touch(
+                r.key, now=now, idle_timeout=to - now, absolute_timeout=timedelta(days=30),
+                refresh_interval=timedelta(minutes=1))
+            assert extended and got is not None and got.expires_at == to
+
+    await extend(day(0, 20), 1)  # the same UTC day: the index's expiry already covers it
+    assert await expires_ms(backend, index) == ms(day(2))
+    await extend(day(3, 1), 2)  # past it: the index is raised before the session moves
+    assert await expires_ms(backend, session) == ms(day(3, 1))
+    assert await expires_ms(backend, index) == ms(day(5))
+    assert await expires_ms(backend, backend._queue_key(index)) == ms(day(5))
+    assert [x.key for x in await backend.list_by_user(alice)] == [r.key]
+    assert await backend.delete_by_user(alice) == 1
+
+
+@pytest.mark.asyncio
+async def test_an_index_written_without_an_expiry_keeps_none(backend: RedisBackend) -> None:
+    # Indexes written before indexes expired may list sessions extended past any expiry set now.
+    alice = f"alice-{uuid.uuid4().hex}"
+    index = backend.index_key(alice)
+    await backend.client.zadd(index, {"older-session": ms(day(9)) * 1000})
+    await backend.create(record(alice))
+    assert await backend.client.pttl(index) == -1
+    assert await backend.client.zcard(index) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_login_drops_long_due_entries_from_its_purge_queue(backend: RedisBackend) -> None:
+    # Without purge_expired() a queue would keep the name of every index that ever expired.
+    alice = f"alice-{uuid.uuid4().hex}"
+    queue = backend._queue_key(backend.index_key(alice))
+    now_us = (datetime.now(UTC) - EPOCH) // timedelta(microseconds=1)
+    day_us = 86_400_000_000
+    await backend.client.zadd(queue, {"gone-index": now_us - 3 * day_us, "recent-index": now_us - day_us})
+    await backend.create(record(alice))
+    assert await backend.client.zscore(queue, "gone-index") is None
+    assert await backend.client.zscore(queue, "recent-index") is not None

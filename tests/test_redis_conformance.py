@@ -1,7 +1,8 @@
 """The conformance kit against real Redis: standalone and Cluster, RESP3 (redis-py's default) and RESP2.
 
 Each test gets its own key prefix, so tests sharing a server never see each
-other's keys, indexes or purge queues; the prefix's keys are removed afterwards.
+other's keys, indexes or purge queues; the prefix's keys are removed afterwards,
+and each must have had a TTL.
 """
 
 from __future__ import annotations
@@ -63,9 +64,12 @@ class RedisKit(BackendConformance):
         finally:
             await backend.aclose()
             keys = [key async for key in self.raw.scan_iter(match=f"{self.prefix}*", count=1000)]
+            without_ttl = [key for key in keys if await self.raw.pttl(key) == -1]
             for key in keys:  # one by one: on a cluster the keys are in different slots
                 await self.raw.delete(key)
             await self.raw.aclose()
+            # Sessions, indexes and purge queues all expire: nothing a test wrote may stay forever.
+            assert without_ttl == [], without_ttl
 
     @pytest_asyncio.fixture
     async def unreachable_backend(self) -> AsyncIterator[SessionBackend]:

@@ -20,10 +20,12 @@ from fastapi_sessions import (
     BackendNotInstalled,
     ConfigurationError,
     SessionManager,
+    SessionSettings,
     UnknownBackend,
 )
 from fastapi_sessions import backends as backends_package
 from fastapi_sessions.backends import (
+    BackendInfo,
     available_backends,
     from_url,
     mask_url,
@@ -131,7 +133,7 @@ def test_error_types_are_distinct_configuration_errors() -> None:
 
 @pytest.mark.asyncio
 async def test_memory_url_resolves_through_our_own_entry_point() -> None:
-    assert "fastapi-sessions" in available_backends()["memory"]
+    assert available_backends()["memory"].distribution == "fastapi-sessions"
     async with from_url("memory://") as backend:
         assert type(backend) is InMemoryBackend
         assert backend.max_entries is None
@@ -163,8 +165,11 @@ def test_only_the_requested_entry_point_is_loaded_in_a_fresh_interpreter() -> No
         from fastapi_sessions.backends import available_backends, from_url
         listed = available_backends()
         assert "litestore" in listed and "memory" in listed, listed
+        assert listed["postgresql"].installed is True, listed  # told by find_spec, not by importing
         assert "fsessions_litestore" not in sys.modules
         assert "fastapi_sessions.backends.in_memory" not in sys.modules
+        drivers = {"redis", "sqlalchemy", "asyncpg", "aiosqlite", "asyncmy", "pymongo"}
+        assert not drivers & set(sys.modules), drivers & set(sys.modules)
         from_url("memory://")
         assert "fastapi_sessions.backends.in_memory" in sys.modules
         assert "fsessions_litestore" not in sys.modules
@@ -199,9 +204,57 @@ def test_available_backends_imports_no_backend(install_entry_points: Callable[..
     )
     listed = available_backends()
     assert list(listed) == ["redis", "zeta"]
-    assert listed["zeta"] == "fake_zeta:from_url (dist-z)"
-    assert listed["redis"] == "fake_redis:from_url (fastapi-sessions)"
+    assert listed["zeta"] == BackendInfo("zeta", "fake_zeta:from_url", "dist-z", installed=None)
+    assert listed["redis"] == BackendInfo("redis", "fake_redis:from_url", "fastapi-sessions", installed=True)
     assert all_loads(eps) == []
+
+
+@pytest.mark.parametrize(
+    ("scheme", "drivers", "extra"),
+    [
+        ("redis", ["redis"], "redis"),
+        ("rediss", ["redis"], "redis"),
+        ("postgresql", ["sqlalchemy", "asyncpg"], "postgres"),
+        ("postgres", ["sqlalchemy", "asyncpg"], "postgres"),
+        ("sqlite", ["sqlalchemy", "aiosqlite"], "sqlite"),
+        ("mysql", ["sqlalchemy", "asyncmy"], "mysql"),
+        ("mariadb", ["sqlalchemy", "asyncmy"], "mysql"),
+        ("mongodb", ["pymongo"], "mongodb"),
+        ("mongodb+srv", ["pymongo"], "mongodb"),
+    ],
+)
+def test_available_backends_says_which_drivers_are_missing(
+    install_entry_points: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, scheme: str, drivers: list[str],
+    extra: str,
+) -> None:
+    eps = install_entry_points(FakeEntryPoint(scheme, "fastapi-sessions", RuntimeError("must not load")))
+    assert available_backends()[scheme].installed is True  # every driver is installed here
+    missing = drivers[-1]
+    monkeypatch.setitem(sys.modules, missing, None)  # import of it halted: find_spec finds nothing
+    info = available_backends()[scheme]
+    assert (info.installed, info.missing) == (False, (missing,))
+    assert info.hint == f'pip install "fastapi-sessions[{extra}]"'
+    assert missing in str(info) and info.hint in str(info) and "not installed" in str(info)
+    assert all_loads(eps) == []
+
+
+def test_available_backends_memory_needs_no_driver_and_others_are_unknown(
+    install_entry_points: Callable[..., Any], registered: Callable[..., None]
+) -> None:
+    install_entry_points(
+        FakeEntryPoint("memory", "fastapi-sessions", RuntimeError("must not load")),
+        FakeEntryPoint("redis", "redis-fork", RuntimeError("must not load")),  # not ours: its drivers are unknown
+    )
+    registered("custom", Recorder())
+    listed = available_backends()
+    assert (listed["memory"].installed, listed["memory"].missing, listed["memory"].hint) == (True, (), None)
+    assert listed["redis"].installed is None
+    assert (listed["custom"].installed, listed["custom"].distribution) == (None, None)
+    assert str(listed["memory"]) == "memory:// fake_memory:from_url (fastapi-sessions): installed"
+    assert str(listed["redis"]) == "redis:// fake_redis:from_url (redis-fork): driver not checked"
+    assert "registered in this process" in str(listed["custom"])
+    with pytest.raises(AttributeError):
+        listed["memory"].installed = False  # type: ignore[misc]
 
 
 def test_scheme_family_before_the_plus(install_entry_points: Callable[..., Any]) -> None:
@@ -351,6 +404,24 @@ def test_unknown_scheme_suggestion_with_the_real_entry_points() -> None:
         from_url(f"memroy://user:{PASSWORD}@host/")
 
 
+def test_unknown_scheme_lists_and_suggests_redis_cluster(install_entry_points: Callable[..., Any]) -> None:
+    install_entry_points(FakeEntryPoint("redis", "fastapi-sessions", RuntimeError("must not load")))
+    with pytest.raises(UnknownBackend) as caught:
+        from_url("rediscluster://h:7000")
+    message = str(caught.value)
+    assert "redis+cluster://" in message and "did you mean redis+cluster://?" in message, message
+    assert "rediss+cluster://" not in message  # rediss:// is not installed here
+
+
+def test_a_scheme_with_an_underscore_resolves(install_entry_points: Callable[..., Any]) -> None:
+    postgres = Recorder()
+    install_entry_points(FakeEntryPoint("postgresql", "fastapi-sessions", postgres))
+    from_url(f"postgresql+psycopg_async://u:{PASSWORD}@h/db")  # SQLAlchemy's async psycopg driver
+    assert postgres.calls == [(f"postgresql+psycopg_async://u:{PASSWORD}@h/db", {})]
+    assert mask_url(f"postgresql+psycopg_async://u:{PASSWORD}@h/db") == "postgresql+psycopg_async://u:***@h/db"
+    assert mask_url("postgresql+psycopg_async://u@h/db") == "postgresql+psycopg_async://u@h/db"
+
+
 def test_unrelated_scheme_gets_no_suggestion_but_the_known_list(install_entry_points: Callable[..., Any]) -> None:
     install_entry_points(FakeEntryPoint("memory", "fastapi-sessions", Recorder()))
     with pytest.raises(UnknownBackend) as caught:
@@ -368,7 +439,9 @@ def test_register_backend_makes_a_scheme_available(registered: Callable[..., Non
     backend = from_url("custom+driver://h/0", pool=3)
     assert isinstance(backend, InMemoryBackend)
     assert factory.calls == [("custom+driver://h/0", {"pool": 3})]
-    assert available_backends()["custom"].endswith("(registered)")
+    info = available_backends()["custom"]
+    assert (info.distribution, info.target) == (None, f"{Recorder.__module__}:Recorder")
+    assert str(info).startswith(f"custom:// {Recorder.__module__}:Recorder (registered in this process)")
 
 
 def test_registration_takes_precedence_over_entry_points(
@@ -392,7 +465,7 @@ def test_unregister_restores_the_entry_point() -> None:
     assert len(factory.calls) == 1
     assert type(from_url("memory://")) is InMemoryBackend
     assert len(factory.calls) == 1
-    assert "registered" not in available_backends()["memory"]
+    assert available_backends()["memory"].distribution == "fastapi-sessions"
     unregister_backend("memory")  # idempotent
 
 
@@ -570,6 +643,25 @@ def test_manager_from_url_passes_backend_options_and_takes_a_frontend(registered
     run_a_session(manager, cookie_name="sid")
     with pytest.raises(ConfigurationError):
         SessionManager.from_url("memory://", secret_key=SECRET, frontend=frontend)
+
+
+def test_manager_from_url_says_where_a_backend_option_goes(registered: Callable[..., None]) -> None:
+    factory = Recorder()
+    registered("redis", factory)
+    with pytest.raises(ConfigurationError) as caught:
+        SessionManager.from_url("redis://h/0", secret_key=SECRET, create_table=True, password=PASSWORD)
+    message = str(caught.value)
+    assert "'create_table'" in message and "'password'" in message, message
+    assert 'backend_options={"create_table": True, "password": ...}' in message, message
+    for option in ("secret_key", "frontend", "backend_options", "idle_timeout", "absolute_timeout", "clock"):
+        assert option in message, message
+    assert PASSWORD not in message and SECRET not in message
+    assert factory.calls == []  # refused before any backend is built
+
+
+def test_manager_from_settings_says_where_a_backend_option_goes() -> None:
+    with pytest.raises(ConfigurationError, match=r'backend_options=\{"create_table": True\}'):
+        SessionManager.from_settings(SessionSettings(url="memory://"), create_table=True)
 
 
 def test_manager_from_url_reports_registry_errors() -> None:

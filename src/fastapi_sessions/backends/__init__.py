@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.registry import (
     AmbiguousBackend,
+    BackendInfo,
     BackendNotInstalled,
     UnknownBackend,
     available_backends,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AmbiguousBackend",
+    "BackendInfo",
     "BackendNotInstalled",
     "SessionBackend",
     "UnknownBackend",

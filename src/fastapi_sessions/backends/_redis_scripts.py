@@ -11,6 +11,14 @@ Lua's doubles hold them exactly; numbers written back are formatted with
 ``%.0f`` (Lua's ``tostring`` would round them). The whole record is one
 bulk string, so a read is one GET and its reply the cheapest Redis has;
 the expiry is rewritten in place with SETRANGE, never the payload.
+
+A user's index expires (and its bucket's purge queue with it) at the start of
+the second UTC day after its latest entry's score (``INDEX_STEP``), so it never
+outlives its sessions by more than two days, purged or not. The session scripts
+cannot raise it (another slot): a session with a user is never extended into a
+later UTC day in one script call; the script answers "index first" instead, and
+the client raises the index's expiry with INDEX_ADD and calls again, so a live
+session never outlives its user's index.
 """
 
 from __future__ import annotations
@@ -24,12 +32,16 @@ __all__ = [
     "DELETE_IF_USER",
     "HEAD",
     "INDEX_ADD",
+    "INDEX_STEP",
     "INDEX_SWEEP",
     "READ_AND_TOUCH",
     "TOUCH",
     "UPDATE",
     "Script",
 ]
+
+#: Microseconds of one UTC day: an index expires at the start of the second day after its latest score.
+INDEX_STEP = 86_400_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +57,7 @@ class Script:
 
 
 def _script(source: str) -> Script:
-    return Script(source.strip().encode())
+    return Script(source.strip().replace("INDEX_STEP", str(INDEX_STEP)).encode())
 
 
 #: KEYS: session. ARGV: now, value, expire-at-ms. Returns 1 when stored, 0 when a live record holds the key.
@@ -59,26 +71,30 @@ return 1
 #: The compare-and-set. KEYS: session. ARGV: control, new value (built with the new
 #: version). Control: expected version and now (16 digits each), index-ready ('0' or
 #: '1'), expire-at-ms; one argument, as each argument costs the client an encoding step.
-#: Returns the new version; -1 gone or expired; -2 version mismatch; -3 the user
-#: changes and the new user's index entry must be written first (nothing changed).
-#: The stored creation time is kept whatever the new value says. Fixed-width digit
-#: strings compare like the numbers they spell, so no tonumber is needed.
+#: Returns the new version; -1 gone or expired; -2 version mismatch; -3 the new
+#: user's index entry must be written first, because the user changes or the expiry
+#: moves into a later UTC day (nothing changed). The stored creation time is kept
+#: whatever the new value says. Fixed-width digit strings compare like the numbers
+#: they spell, so no tonumber is needed but for the day.
 UPDATE = _script("""
 local c, new = ARGV[1], ARGV[2]
-local moved = string.sub(c, 33, 33) == '0' and string.sub(new, 49, 49) == 'u'
-local ulen = moved and tonumber(string.sub(new, 50, 59)) or 0
+local check = string.sub(c, 33, 33) == '0' and string.sub(new, 49, 49) == 'u'
+local ulen = check and tonumber(string.sub(new, 50, 59)) or 0
 local h = redis.call('GETRANGE', KEYS[1], 0, 58 + ulen)
 if h == '' or string.sub(h, 17, 32) <= string.sub(c, 17, 32) then return -1 end
 if string.sub(h, 33, 48) ~= string.sub(c, 1, 16) then return -2 end
-if moved and string.sub(h, 49, 59 + ulen) ~= string.sub(new, 49, 59 + ulen) then return -3 end
+if check and (string.sub(h, 49, 59 + ulen) ~= string.sub(new, 49, 59 + ulen)
+    or math.floor(tonumber(string.sub(new, 17, 32)) / INDEX_STEP)
+      > math.floor(tonumber(string.sub(h, 17, 32)) / INDEX_STEP)) then return -3 end
 redis.call('SET', KEYS[1], new, 'PXAT', string.sub(c, 34))
 local created = string.sub(h, 1, 16)
 if created ~= string.sub(new, 1, 16) then redis.call('SETRANGE', KEYS[1], 0, created) end
 return tonumber(string.sub(new, 33, 48))
 """)
 
-#: KEYS: session. ARGV: now, idle, absolute, refresh (all microseconds).
-#: Returns nil, or '1' (extended) or '0' followed by the stored value.
+#: KEYS: session. ARGV: now, idle, absolute, refresh (all microseconds)[, '1': the index is raised].
+#: Returns nil, or '1' (extended) or '0' followed by the stored value; or '2' followed by
+#: it when the user's index must be raised to the new expiry first (nothing changed).
 READ_AND_TOUCH = _script("""
 local r = redis.call('GET', KEYS[1])
 if not r then return false end
@@ -90,16 +106,24 @@ local idle, refresh = tonumber(ARGV[2]), tonumber(ARGV[4])
 if now + idle - e < refresh then return '0' .. r end
 local target = math.min(tonumber(string.sub(r, 1, 16)) + tonumber(ARGV[3]), now + idle)
 if target - e < refresh then return '0' .. r end
+if not ARGV[5] and string.sub(r, 49, 49) == 'u'
+    and math.floor(target / INDEX_STEP) > math.floor(e / INDEX_STEP) then return '2' .. r end
 local t = string.format('%016.0f', target)
 redis.call('SETRANGE', KEYS[1], 16, t)
 redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', math.ceil(target / 1000)))
 return '1' .. string.sub(r, 1, 16) .. t .. string.sub(r, 33)
 """)
 
-#: KEYS: session. ARGV: now, expires (16 digits), expire-at-ms. Returns 1 if set, 0 if gone.
+#: KEYS: session. ARGV: now, expires (16 digits), expire-at-ms[, '1': the index is raised].
+#: Returns 1 if set, 0 if gone, or the user id when the user's index must be raised to the
+#: new expiry first (nothing changed).
 TOUCH = _script("""
-local e = redis.call('GETRANGE', KEYS[1], 16, 31)
-if e == '' or tonumber(e) <= tonumber(ARGV[1]) then return 0 end
+local h = redis.call('GETRANGE', KEYS[1], 0, 58)
+if h == '' or tonumber(string.sub(h, 17, 32)) <= tonumber(ARGV[1]) then return 0 end
+if not ARGV[4] and string.sub(h, 49, 49) == 'u'
+    and math.floor(tonumber(ARGV[2]) / INDEX_STEP) > math.floor(tonumber(string.sub(h, 17, 32)) / INDEX_STEP) then
+  return redis.call('GETRANGE', KEYS[1], 59, 58 + tonumber(string.sub(h, 50, 59)))
+end
 redis.call('SETRANGE', KEYS[1], 16, ARGV[2])
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 return 1
@@ -137,11 +161,27 @@ if tonumber(string.sub(h, 17, 32)) > tonumber(ARGV[1]) then return 1 end
 return 2
 """)
 
-#: KEYS: user index, bucket queue (one slot). ARGV: score, session key, index key name.
+#: KEYS: user index, bucket queue (one slot). ARGV: score, session key, index key name, now.
 #: The queue keeps, per index, a lower bound of its earliest score (LT only lowers it).
+#: Both keys then expire no earlier than the start of the second UTC day after the score;
+#: a key that already existed without an expiry (written by a version whose indexes did
+#: not expire) keeps none. Queue entries due for two days are dropped first: purge_expired()
+#: has not run, and the indexes they name have expired or are found again by their next entry.
 INDEX_ADD = _script("""
+local at = (math.floor(tonumber(ARGV[1]) / INDEX_STEP) + 2) * INDEX_STEP
+local now = tonumber(ARGV[4])
+local kept = {redis.call('PTTL', KEYS[1]) == -1, redis.call('PTTL', KEYS[2]) == -1}
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('(%.0f', now - 2 * INDEX_STEP))
 redis.call('ZADD', KEYS[2], 'LT', ARGV[1], ARGV[3])
+for i = 1, 2 do
+  if not kept[i] then
+    local left = redis.call('PTTL', KEYS[i])
+    if left == -1 or left < (at - now) / 1000 then
+      redis.call('PEXPIREAT', KEYS[i], string.format('%.0f', at / 1000))
+    end
+  end
+end
 return 1
 """)
 
@@ -166,7 +206,11 @@ for i = 3, #ARGV, 2 do
 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if first[1] then
+  local fresh = redis.call('EXISTS', KEYS[2]) == 0
   redis.call('ZADD', KEYS[2], first[2], ARGV[2])
+  local left = redis.call('PTTL', KEYS[1])
+  -- A queue that emptied meanwhile comes back with its index's expiry.
+  if fresh and left > 0 then redis.call('PEXPIRE', KEYS[2], left) end
 else
   redis.call('ZREM', KEYS[2], ARGV[2])
 end

@@ -21,15 +21,19 @@ Layout (``P`` is the prefix; see docs/backends/redis.md):
   compare-and-set, the fused read-and-touch, create, touch, delete.
 * ``P u:{b<n>}:<sha256(user)>``: the user's index, a sorted set of session
   keys scored by a lower bound of their expiry; ``n`` is one of 16 buckets.
+  It expires one to two days after its last session, whether or not
+  :meth:`RedisBackend.purge_expired` runs.
 * ``P q:{b<n>}``: the bucket's purge queue, a sorted set of index names scored
   by the earliest score in each index. It shares the indexes' hash slot, so
-  the scripts that touch an index and its queue are single-slot.
+  the scripts that touch an index and its queue are single-slot. It expires
+  with its latest index.
 
 A session and its user's index are in different slots, so no script touches
 both. The index is a superset, and what it lists is checked against the
 sessions: an entry is written *before* the session is created or moved to
-that user (so no live session is ever missing from its user's index), and
-listing keeps only live sessions that still belong to the user. Stale entries
+that user, and the index's expiry raised *before* a session is extended past
+it (so no live session is ever missing from its user's index), and listing
+keeps only live sessions that still belong to the user. Stale entries
 (deleted, expired, moved) are dropped by :meth:`RedisBackend.purge_expired`
 once their score is due, at a cost proportional to the due entries.
 """
@@ -43,7 +47,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import Redis, RedisCluster
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import FullJitterBackoff
 from redis.exceptions import (
     ClusterDownError,
     NoScriptError,
@@ -217,7 +221,8 @@ class RedisBackend(BaseSessionBackend):
             else:
                 query.append((name, value))
         driver_url = urlunsplit(parts._replace(scheme=base, query=urlencode(query)))
-        client_options.setdefault("retry", Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.05), 2))
+        # At most 2 retries, each after a random wait below base * 2**failures (20 ms, then 40 ms; cap 50 ms).
+        client_options.setdefault("retry", Retry(FullJitterBackoff(cap=0.05, base=0.01), 2))
         client: Client
         try:
             if cluster:
@@ -289,13 +294,13 @@ class RedisBackend(BaseSessionBackend):
             raise self._error(exc) from exc
 
     async def _index_add(self, user_id: str, key: str, expires_us: int) -> None:
+        """Write ``key``'s entry in ``user_id``'s index and make the index outlive ``expires_us``."""
         index = self.index_key(user_id)
+        args = (2, index, self._queue_key(index), expires_us, key, index, _us(datetime.now(UTC)))
         try:
-            await self.client.execute_command(
-                "EVALSHA", scripts.INDEX_ADD.sha, 2, index, self._queue_key(index), expires_us, key, index)
+            await self.client.execute_command("EVALSHA", scripts.INDEX_ADD.sha, *args)
         except NoScriptError:
-            await self._command(
-                "EVAL", scripts.INDEX_ADD.source, 2, index, self._queue_key(index), expires_us, key, index)
+            await self._command("EVAL", scripts.INDEX_ADD.source, *args)
         except (RedisError, RedisClusterException, OSError) as exc:
             raise self._error(exc) from exc
 
@@ -375,6 +380,13 @@ class RedisBackend(BaseSessionBackend):
                 reply = await self.client.execute_command("EVAL", scripts.READ_AND_TOUCH.source, b"1", *args)
         except (RedisError, RedisClusterException, OSError) as exc:
             raise self._error(exc) from exc
+        if reply is not None and reply[0] == 0x32:  # b"2": the extension needs the user's index raised first
+            created = int(reply[1:17])
+            target = min(created + absolute_timeout // _US, now_us + cached[3])  # the script's target
+            user = _decode(key, reply, 1).user_id
+            assert user is not None
+            await self._index_add(user, key, target)
+            reply = await self._eval(scripts.READ_AND_TOUCH, *args, b"1")
         if reply is None:
             hints.pop(key, None)
             return None, False
@@ -392,7 +404,7 @@ class RedisBackend(BaseSessionBackend):
         session = self._session_prefix + record.key
         value = _encode(record, expected_version + 1, expires)
         result = await self._eval(scripts.UPDATE, session, _cas_control(expected_version, expires, False), value)
-        if result == -3:  # the record moves to another user: index first, then the same CAS, index ready
+        if result == -3:  # to another user, or past its index's expiry: index first, then the same CAS, index ready
             assert record.user_id is not None
             await self._index_add(record.user_id, record.key, expires)
             result = await self._eval(scripts.UPDATE, session, _cas_control(expected_version, expires, True), value)
@@ -405,8 +417,12 @@ class RedisBackend(BaseSessionBackend):
 
     async def touch(self, key: str, expires_at: datetime) -> bool:
         expires = _us(expires_at)
-        touched = bool(await self._eval(
-            scripts.TOUCH, self.session_key(key), _us(datetime.now(UTC)), b"%016d" % expires, _expire_ms(expires)))
+        args = (self.session_key(key), _us(datetime.now(UTC)), b"%016d" % expires, _expire_ms(expires))
+        reply = await self._eval(scripts.TOUCH, *args)
+        if isinstance(reply, bytes):  # the user id: past its index's expiry, so the index first
+            await self._index_add(reply.decode("utf-8", "surrogatepass"), key, expires)
+            reply = await self._eval(scripts.TOUCH, *args, b"1")
+        touched = bool(reply == 1)
         if touched:
             self._hint(key, expires)
         return touched

@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import os
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -216,12 +217,29 @@ def _create_engine(url: str | URL, *, connect_timeout: float | None, **options: 
         if key is not None:
             options.setdefault("connect_args", {}).setdefault(key, connect_timeout)
     backend = parsed.get_backend_name()
+    default = f"{backend}+{_DEFAULT_DRIVERS[backend]}://"
+    extra = f'pip install "fastapi-sessions[{_EXTRAS.get(backend, backend)}]"'
+    try:
+        # The dialect class says whether the driver is async without importing the driver itself.
+        dialect = parsed.get_dialect(_is_async=True)
+    except sa_exc.NoSuchModuleError:
+        raise ConfigurationError(f"SQLAlchemy knows no driver {parsed.drivername}://; use {default}") from None
+    if not dialect.is_async:
+        # Installing anything would not help: the backend runs on SQLAlchemy's asyncio engine.
+        raise ConfigurationError(
+            f"{parsed.drivername}:// is a synchronous driver, which the SQL session backend cannot use; "
+            f"use the async driver {default} (or {backend}://, which picks it)"
+        )
     try:
         return create_async_engine(parsed, **options)
     except ImportError as exc:
+        if parsed.get_driver_name() == _DEFAULT_DRIVERS[backend]:
+            raise BackendNotInstalled(
+                f"the {backend}:// session backend needs its driver ({exc.name or exc}); install it with: {extra}"
+            ) from exc
         raise BackendNotInstalled(
-            f"the {backend}:// session backend needs its driver ({exc.name or exc}); "
-            f'install it with: pip install "fastapi-sessions[{_EXTRAS.get(backend, backend)}]"'
+            f"the {parsed.drivername}:// driver needs {exc.name or exc}, which no fastapi-sessions extra installs: "
+            f"install it, or use {default} ({extra})"
         ) from exc
     except (sa_exc.ArgumentError, sa_exc.InvalidRequestError, TypeError) as exc:
         raise ConfigurationError(f"cannot build an async engine for {mask_url(str(url))}: {exc}") from exc
@@ -273,6 +291,7 @@ class SQLAlchemyBackend(BaseSessionBackend):
         self._table_ready = not create_table
         self._table_lock = asyncio.Lock()
         self._closed = False
+        self._failures = (*_BOUNDARY_ERRORS, *_driver_errors(self.engine.dialect))
         self._build_statements(self.engine.dialect.name)
 
     def __repr__(self) -> str:
@@ -342,11 +361,12 @@ class SQLAlchemyBackend(BaseSessionBackend):
         return SessionRecord(key, bytes(payload), user_id, _datetime(created_at), _datetime(expires_at), version)
 
     def _error(self, exc: BaseException, what: str) -> BackendError:
-        """Map a driver or pool failure to ``BackendUnavailable`` or ``BackendError``."""
+        """Map a driver or pool failure to ``BackendUnavailable`` or ``BackendError``, naming its cause."""
         where = f"{self.engine.dialect.name} session store"
+        reason = _reason(exc, self.engine.url)
         if _unavailable(exc):
-            return BackendUnavailable(f"{where} unavailable during {what}: {type(_orig(exc)).__name__}")
-        message = f"{where} failed during {what}: {type(_orig(exc)).__name__}"
+            return BackendUnavailable(f"{where} unavailable during {what}: {reason}")
+        message = f"{where} failed during {what}: {reason}"
         if _missing_table(exc):
             message += (f" (is the table {self.table.name!r} created? run `python -m "
                         "fastapi_sessions.backends.sqlalchemy create-table URL` or pass create_table=True)")
@@ -364,7 +384,7 @@ class SQLAlchemyBackend(BaseSessionBackend):
         try:
             async with self._engine.connect() as conn:
                 return await conn.execute(statement, params)
-        except (sa_exc.SQLAlchemyError, OSError, TimeoutError, sqlite3.Error) as exc:
+        except self._failures as exc:
             raise self._error(exc, what) from exc
 
     # -- table management --------------------------------------------------------------------
@@ -374,7 +394,7 @@ class SQLAlchemyBackend(BaseSessionBackend):
         try:
             async with self._engine.connect() as conn:
                 await conn.run_sync(self.table.metadata.create_all, tables=[self.table], checkfirst=True)
-        except (sa_exc.SQLAlchemyError, OSError, TimeoutError, sqlite3.Error) as exc:
+        except self._failures as exc:
             raise self._error(exc, "create_table") from exc
         self._table_ready = True
 
@@ -383,7 +403,7 @@ class SQLAlchemyBackend(BaseSessionBackend):
         try:
             async with self._engine.connect() as conn:
                 await conn.run_sync(self.table.metadata.drop_all, tables=[self.table], checkfirst=True)
-        except (sa_exc.SQLAlchemyError, OSError, TimeoutError, sqlite3.Error) as exc:
+        except self._failures as exc:
             raise self._error(exc, "drop_table") from exc
         self._table_ready = not self._create_on_start
 
@@ -474,8 +494,98 @@ class SQLAlchemyBackend(BaseSessionBackend):
         await self.aclose()
 
 
+#: What a statement or a checkout may raise: SQLAlchemy's errors, and the socket's.
+_BOUNDARY_ERRORS: tuple[type[Exception], ...] = (sa_exc.SQLAlchemyError, OSError, TimeoutError, sqlite3.Error)
+
+
+def _driver_errors(dialect: Dialect) -> tuple[type[Exception], ...]:
+    """The driver's own base exceptions, for what SQLAlchemy does not wrap.
+
+    SQLAlchemy before 2.1 lets some of asyncpg's connect-time errors (an unknown
+    database or role) through as asyncpg's own classes; they are still the store's
+    answer and must not escape the backend.
+    """
+    driver = dialect.driver
+    if driver == "asyncpg":
+        import asyncpg  # type: ignore[import-untyped]
+
+        return (asyncpg.PostgresError, asyncpg.InterfaceError)
+    if driver == "asyncmy":
+        from asyncmy import errors
+
+        return (errors.Error,)
+    return ()
+
+
 def _orig(exc: BaseException) -> BaseException:
     return exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+
+
+def _sqlstate(orig: BaseException) -> str | None:
+    """PostgreSQL's SQLSTATE of a driver error (asyncpg's own exception is the adapter error's cause)."""
+    for candidate in (orig, orig.__cause__):
+        state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(state, str):
+            return state
+    return None
+
+
+def _mysql_error(orig: BaseException) -> tuple[int, str] | None:
+    """MySQL's error code and message: asyncmy (like PyMySQL) raises with ``args == (code, message)``."""
+    if isinstance(orig, OSError):
+        return None  # (errno, strerror), not a server's answer
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    if len(args) >= 1 and isinstance(args[0], int) and not isinstance(args[0], bool):
+        return args[0], str(args[1]) if len(args) > 1 else ""
+    return None
+
+
+def _scrub(text: str, url: URL, limit: int = 200) -> str:
+    """A server's message, short, with the URL's password masked should a server ever echo it."""
+    if url.password:
+        text = text.replace(str(url.password), "***")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _reason(exc: BaseException, url: URL) -> str:
+    """What went wrong, for a message: the cause and, where it is a setting, the fix; never the password."""
+    orig = _orig(exc)
+    # MySQL first: its drivers carry a SQLSTATE as well, but the error code is what its docs index.
+    mysql_error = _mysql_error(orig)
+    if mysql_error is not None:
+        code, text = mysql_error
+        label = "MariaDB" if url.get_backend_name() == "mariadb" else "MySQL"
+        reason = f"{label} error {code}: {_scrub(text, url)}"
+        if code == 1049:
+            return f"{reason}; create the database or correct its name in the URL"
+        if code in (1044, 1045, 1698):
+            return f"{reason}; check the user name and password in the URL and the user's grants"
+        return reason
+    state = _sqlstate(orig)
+    if state is not None:
+        # asyncpg's own exception (InvalidCatalogNameError, ...) names the cause better than the adapter's.
+        pg = orig.__cause__ if getattr(orig.__cause__, "sqlstate", None) else orig
+        name = f"{type(pg).__name__}, SQLSTATE {state}"
+        if state == "3D000":
+            return (f"database {url.database!r} does not exist ({name}); create it or correct the database "
+                    "name in the URL")
+        if state.startswith("28"):  # 28000 no such role or no pg_hba.conf entry, 28P01 wrong password
+            user = f"user {url.username!r}" if url.username else "the connecting user"
+            return (f"authentication failed for {user}: {_scrub(str(pg), url)} ({name}); check the user name "
+                    "and password in the URL")
+        if state == "3F000":
+            return f"{_scrub(str(pg), url)} ({name}); create the schema or correct schema="
+        return name
+    if isinstance(orig, sqlite3.Error):
+        reason = f"{type(orig).__name__}: {_scrub(str(orig), url)}"
+        path = url.database or ""
+        if "unable to open" in str(orig) and path and not path.startswith("file:") and path != ":memory:":
+            directory = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(directory):
+                return (f"{reason}: the directory {directory} does not exist; create it or correct the path in "
+                        "the URL")
+        return reason
+    return type(orig).__name__
 
 
 def _unavailable(exc: BaseException) -> bool:
@@ -488,16 +598,11 @@ def _unavailable(exc: BaseException) -> bool:
     for cause in (orig, orig.__cause__, getattr(orig, "__context__", None)):
         if isinstance(cause, OSError | TimeoutError | ConnectionError):
             return True
-    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if isinstance(sqlstate, str) and (sqlstate.startswith("08") or sqlstate in _PG_UNAVAILABLE):
+    sqlstate = _sqlstate(orig)
+    if sqlstate is not None and (sqlstate.startswith("08") or sqlstate in _PG_UNAVAILABLE):
         return True
-    # asyncpg's own exceptions sit under the adapter's error as its cause.
-    pg = getattr(orig, "__cause__", None)
-    pg_state = getattr(pg, "sqlstate", None)
-    if isinstance(pg_state, str) and (pg_state.startswith("08") or pg_state in _PG_UNAVAILABLE):
-        return True
-    args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int) and args[0] in _MYSQL_UNAVAILABLE:
+    mysql_error = _mysql_error(orig)
+    if mysql_error is not None and mysql_error[0] in _MYSQL_UNAVAILABLE:
         return True
     if isinstance(orig, sqlite3.OperationalError):
         return any(marker in str(orig).lower() for marker in _SQLITE_UNAVAILABLE)
@@ -514,8 +619,15 @@ def _duplicate_key(exc: BaseException | None) -> bool:
 
 
 def _missing_table(exc: BaseException) -> bool:
-    message = str(_orig(exc)).lower()
-    return any(marker in message for marker in ("no such table", "does not exist", "doesn't exist", "undefined"))
+    """Only a missing table: a missing database, role or schema "does not exist" too, and create-table won't help."""
+    orig = _orig(exc)
+    mysql_error = _mysql_error(orig)
+    if mysql_error is not None:
+        return mysql_error[0] == 1146  # ER_NO_SUCH_TABLE
+    state = _sqlstate(orig)
+    if state is not None:
+        return state == "42P01"  # undefined_table
+    return isinstance(orig, sqlite3.Error) and "no such table" in str(orig).lower()
 
 
 def from_url(url: str, **options: Any) -> SQLAlchemyBackend:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -49,6 +50,27 @@ def _as_timedelta(value: timedelta | float, name: str) -> timedelta:
 
 def _is_memory(url: str) -> bool:
     return url[:7].lower() == "memory:"
+
+
+def _check_manager_options(cls: type, options: Mapping[str, Any]) -> None:
+    """Refuse, before any backend is built, a keyword the manager does not take: most likely a backend's."""
+    parameters = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return  # a subclass that takes anything decides for itself
+    own = {name for name, p in parameters.items() if p.kind is not inspect.Parameter.POSITIONAL_ONLY} - {"backend"}
+    unexpected = [name for name in options if name not in own]
+    if not unexpected:
+        return
+    # Values only when they cannot be a secret: a password passed here must not show up in the message.
+    shown = ", ".join(
+        f'"{name}": {options[name]!r}' if options[name] is None or isinstance(options[name], bool | int | float)
+        else f'"{name}": ...' for name in unexpected)
+    names = ", ".join(repr(name) for name in unexpected)
+    valid = ", ".join(sorted(own | {"secret_key", "backend_options"}))
+    raise ConfigurationError(
+        f"SessionManager got unexpected option{'s' if len(unexpected) > 1 else ''} {names}: options for the "
+        f"backend go in backend_options={{{shown}}}; the manager's own options are: {valid}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +164,7 @@ class SessionManager:
         from ..frontends.cookie import SessionFrontend
         from .registry import from_url as backend_from_url
 
+        _check_manager_options(cls, options)
         if frontend is None:
             if secret_key is None:
                 if not _is_memory(url):

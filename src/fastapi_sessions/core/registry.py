@@ -15,9 +15,11 @@ point is imported, so a missing driver for one backend never affects another.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -29,6 +31,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "AmbiguousBackend",
     "BackendFactory",
+    "BackendInfo",
     "BackendNotInstalled",
     "UnknownBackend",
     "available_backends",
@@ -59,7 +62,55 @@ FIRST_PARTY_EXTRAS: dict[str, str | None] = {
     "mongodb+srv": "mongodb",
 }
 
+#: The modules each first-party scheme's backend imports, checked with ``find_spec`` (which imports nothing).
+FIRST_PARTY_DRIVERS: dict[str, tuple[str, ...]] = {
+    "memory": (),
+    "redis": ("redis",),
+    "rediss": ("redis",),
+    "redis+cluster": ("redis",),
+    "rediss+cluster": ("redis",),
+    "postgresql": ("sqlalchemy", "asyncpg"),
+    "postgres": ("sqlalchemy", "asyncpg"),
+    "sqlite": ("sqlalchemy", "aiosqlite"),
+    "mysql": ("sqlalchemy", "asyncmy"),
+    "mariadb": ("sqlalchemy", "asyncmy"),
+    "mongodb": ("pymongo",),
+    "mongodb+srv": ("pymongo",),
+}
+
+_FIRST_PARTY = "fastapi-sessions"
+
 _registered: dict[str, BackendFactory] = {}
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """One scheme family :func:`available_backends` knows, described without importing its backend.
+
+    ``target`` is the factory as ``module:attr``; ``distribution`` the one whose
+    entry point registers it, ``None`` for :func:`register_backend` in this
+    process. ``installed`` says whether the backend's driver is importable:
+    ``None`` when that cannot be known without importing (third-party entry
+    points, in-process registrations). When it is ``False``, ``missing`` names
+    the modules not found and ``hint`` the ``pip install`` that brings them.
+    """
+
+    scheme: str
+    target: str
+    distribution: str | None
+    installed: bool | None
+    missing: tuple[str, ...] = ()
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        origin = self.distribution or "registered in this process"
+        if self.installed is None:
+            status = "driver not checked"
+        elif self.installed:
+            status = "installed"
+        else:
+            status = f"not installed (no {', '.join(self.missing)}): {self.hint}"
+        return f"{self.scheme}:// {self.target} ({origin}): {status}"
 
 
 class UnknownBackend(ConfigurationError):
@@ -74,7 +125,9 @@ class AmbiguousBackend(ConfigurationError):
     """Two installed distributions register the same scheme."""
 
 
-_SCHEME_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/*")
+# "_" too: SQLAlchemy's driver names have it (postgresql+psycopg_async), though RFC 3986 and urlsplit do not.
+_SCHEME_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9+._-]*:/*")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+._-]*)://")
 
 
 def mask_url(url: str) -> str:
@@ -137,21 +190,59 @@ def _entry_points() -> dict[str, list[tuple[EntryPoint, str]]]:
     return found
 
 
-def available_backends() -> dict[str, str]:
-    """Registered scheme families and where each comes from, without importing any backend."""
-    result = {name: f"{ep.value} ({dist})" for name, ((ep, dist), *_) in sorted(_entry_points().items())}
+def _driver_status(name: str, dist: str) -> tuple[bool | None, tuple[str, ...], str | None]:
+    """``installed``, ``missing`` and ``hint`` of :class:`BackendInfo`; known for our own schemes only."""
+    if dist != _FIRST_PARTY or name not in FIRST_PARTY_DRIVERS:
+        return None, (), None
+    missing = []
+    for module in FIRST_PARTY_DRIVERS[name]:
+        try:
+            found = importlib.util.find_spec(module) is not None  # finds, never imports, a top-level module
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(module)
+    if not missing:
+        return True, (), None
+    return False, tuple(missing), f'pip install "fastapi-sessions[{FIRST_PARTY_EXTRAS[name]}]"'
+
+
+def available_backends() -> dict[str, BackendInfo]:
+    """Registered scheme families, where each comes from and whether its driver is installed.
+
+    Imports no backend and no driver: a driver is looked for with ``importlib.util.find_spec``.
+    """
+    result = {name: BackendInfo(name, ep.value, dist, *_driver_status(name, dist))
+              for name, ((ep, dist), *_) in _entry_points().items()}
     for name, factory in _registered.items():
-        result[name] = f"{getattr(factory, '__module__', '?')}:{getattr(factory, '__qualname__', '?')} (registered)"
+        # A callable instance has its class's __module__ but no __qualname__ of its own.
+        qualname = getattr(factory, "__qualname__", None) or type(factory).__qualname__
+        target = f"{getattr(factory, '__module__', '?')}:{qualname}"
+        result[name] = BackendInfo(name, target, None, None)
     return dict(sorted(result.items()))
+
+
+def _known_schemes(eps: dict[str, list[tuple[EntryPoint, str]]]) -> list[str]:
+    """Every scheme a URL may start with: the registered names, plus our own schemes served by a family
+    (``redis+cluster://`` by ``redis``), which are no entry point names of their own."""
+    known = set(eps) | set(_registered)
+    for name in FIRST_PARTY_EXTRAS:
+        family = name.split("+", 1)[0]
+        if "+" in name and family in eps and any(dist == _FIRST_PARTY for _, dist in eps[family]):
+            known.add(name)
+    return sorted(known)
 
 
 def _scheme_names(url: str) -> tuple[str, list[str]]:
     try:
-        scheme = urlsplit(url).scheme.lower()
+        urlsplit(url)
     except ValueError as exc:
         raise ConfigurationError(f"cannot parse backend URL {mask_url(url)!r}") from exc
-    if not scheme or "://" not in url:
+    # Not urlsplit's scheme: it has none for "postgresql+psycopg_async://" (the "_").
+    match = _SCHEME.match(url)
+    if match is None:
         raise ConfigurationError(f"backend URL {mask_url(url)!r} has no scheme (expected e.g. memory://)")
+    scheme = match.group(1).lower()
     # Most specific first: mongodb+srv, then the family before the first '+'.
     names = [scheme]
     if "+" in scheme:
@@ -178,12 +269,12 @@ def _resolve(url: str) -> BackendFactory:
         except ImportError as exc:
             raise _not_installed(name, dist, exc) from exc
         return factory
+    known = _known_schemes(eps)
     if names[-1] in FIRST_PARTY_EXTRAS:
         raise UnknownBackend(
             f"the {names[-1]}:// backend is not part of this fastapi-sessions installation "
-            f"(available: {', '.join(f'{k}://' for k in sorted(set(eps) | set(_registered)))})"
+            f"(available: {', '.join(f'{k}://' for k in known)})"
         )
-    known = sorted(set(eps) | set(_registered))
     close = difflib.get_close_matches(scheme, known, n=1, cutoff=0.6) or difflib.get_close_matches(
         names[-1], known, n=1, cutoff=0.6
     )
