@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -83,6 +86,63 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@contextmanager
+def silent_server() -> Iterator[int]:
+    """A loopback port that accepts connections and never answers: a server that hangs.
+
+    Tests of an unreachable MongoDB use this rather than a closed port. Against a
+    closed port, PyMongo's background monitor spends its time connecting, and a
+    client closed mid-connect leaks that socket (PyMongo does not close it on
+    cancellation); here the monitor's connection is established and closes with
+    the client.
+    """
+    listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:  # the listener was closed: done
+                return
+
+    thread = threading.Thread(target=accept, name="silent-server", daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        thread.join(5)
+        for sock in accepted:
+            sock.close()
+
+
+def connections_to(port: int) -> int:
+    """How many of this process's TCP sockets are connected to loopback ``port`` (Linux ``/proc``)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # closed while we looked
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as rows:
+                next(rows)
+                for row in rows:
+                    fields = row.split()
+                    remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                    if remote_port == port and fields[9] in inodes:
+                        count += 1
+        except FileNotFoundError:
+            continue
+    return count
+
+
 def client_for(app: FastAPI) -> TestClient:
     """A client on https, since the session cookie is Secure by default."""
     return TestClient(app, base_url="https://testserver")
@@ -96,31 +156,76 @@ def app_with(manager: SessionManager) -> FastAPI:
 
 # -- real servers (see fastapi_sessions.testing.servers for how each is found) ----------------
 
+#: Each server the suite uses and the variable that names it.
+SERVER_VARIABLES = {
+    "redis": "FASTAPI_SESSIONS_TEST_REDIS_URL",
+    "redis-cluster": "FASTAPI_SESSIONS_TEST_REDIS_CLUSTER_URL",
+    "postgres": "FASTAPI_SESSIONS_TEST_POSTGRES_URL",
+    "mysql": "FASTAPI_SESSIONS_TEST_MYSQL_URL",
+    "mongodb": "FASTAPI_SESSIONS_TEST_MONGODB_URL",
+}
+_server_outcomes: dict[str, str] = {}
+
+
+def _server(name: str, **options: Any) -> Iterator[str]:
+    """Resolve ``name``'s server and remember the outcome for the summary line."""
+    try:
+        with server_url(name, SERVER_VARIABLES[name], **options) as url:
+            _server_outcomes[name] = "ran"
+            yield url
+    except (pytest.skip.Exception, pytest.fail.Exception) as exc:
+        verb = "skipped" if isinstance(exc, pytest.skip.Exception) else "FAILED"
+        _server_outcomes[name] = f"{verb} (no server: set {SERVER_VARIABLES[name]})"
+        raise
+
+
+#: Why a test may skip, by a phrase its reason contains; anything else is listed as "other".
+SKIP_KINDS = {
+    "does not declare capability": "for a capability its backend does not declare",
+    "needs a real MongoDB": "that need a real MongoDB (the server is the nx-27017 stand-in)",
+    "server: set FASTAPI_SESSIONS_TEST_": "for a missing server",
+}
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: Any) -> Iterator[None]:
+    """One line after pytest's own summary: which server backends ran, and why tests skipped."""
+    yield
+    if not _server_outcomes:
+        return
+    ran = [name for name, outcome in _server_outcomes.items() if outcome == "ran"]
+    parts = [f"server backends: {', '.join(ran) or 'none'} ran"]
+    parts += [f"{name} {outcome}" for name, outcome in _server_outcomes.items() if outcome != "ran"]
+    kinds: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
+        kind = next((label for phrase, label in SKIP_KINDS.items() if phrase in reason), "for another reason")
+        kinds[kind] = kinds.get(kind, 0) + 1
+    if kinds:
+        parts.append("skipped " + ", ".join(f"{count} {kind}" for kind, count in kinds.items()))
+    terminalreporter.write_line("; ".join(parts))
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    with server_url("redis", "FASTAPI_SESSIONS_TEST_REDIS_URL") as url:
-        yield url
+    yield from _server("redis")
 
 
 @pytest.fixture(scope="session")
 def redis_cluster_url() -> Iterator[str]:
-    with server_url("redis-cluster", "FASTAPI_SESSIONS_TEST_REDIS_CLUSTER_URL", container=None) as url:
-        yield url
+    yield from _server("redis-cluster", container=None)
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    with server_url("postgres", "FASTAPI_SESSIONS_TEST_POSTGRES_URL") as url:
-        yield url
+    yield from _server("postgres")
 
 
 @pytest.fixture(scope="session")
 def mysql_url() -> Iterator[str]:
-    with server_url("mysql", "FASTAPI_SESSIONS_TEST_MYSQL_URL") as url:
-        yield url
+    yield from _server("mysql")
 
 
 @pytest.fixture(scope="session")
 def mongodb_url() -> Iterator[str]:
-    with server_url("mongodb", "FASTAPI_SESSIONS_TEST_MONGODB_URL") as url:
-        yield url
+    yield from _server("mongodb")

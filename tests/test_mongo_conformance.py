@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 from pymongo import AsyncMongoClient, MongoClient
 
-from conftest import free_port
+from conftest import silent_server
 from fastapi_sessions import SessionBackend, SessionRecord
 from fastapi_sessions.backends.mongodb import MongoBackend
 from fastapi_sessions.testing import BackendConformance, Capability
@@ -67,9 +67,11 @@ class TestMongoConformance(BackendConformance):
 
     @pytest_asyncio.fixture
     async def unreachable_backend(self) -> AsyncIterator[SessionBackend]:
-        url = f"mongodb://127.0.0.1:{free_port()}/unreachable"
-        async with MongoBackend(url, serverSelectionTimeoutMS=300, connectTimeoutMS=300) as backend:
-            yield backend
+        # A server that hangs, not a closed port: see conftest.silent_server.
+        with silent_server() as port:
+            url = f"mongodb://127.0.0.1:{port}/unreachable"
+            async with MongoBackend(url, serverSelectionTimeoutMS=300, connectTimeoutMS=10_000) as backend:
+                yield backend
 
     async def stored_record(self, backend: SessionBackend, key: str) -> SessionRecord | None:
         # A second client reads the raw document, expired or not.
