@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -116,6 +116,21 @@ async def test_bridge_stores_a_hashed_key_and_a_json_payload(store: Store, clock
     assert record.expires_at - record.created_at == timedelta(hours=2)
 
 
+async def test_the_bridge_clock_decides_liveness_not_the_stores() -> None:
+    # A bridge clock years behind the store's own: it is passed to the store as `now` on every call.
+    clock = ManualClock(datetime(2020, 1, 1, tzinfo=UTC))
+    store = Store()  # its own clock is the system clock, years ahead
+    backend = bridge(store, clock, ttl=60)
+    await backend.create(SID, Data(username="a"))
+    clock.advance(seconds=30)
+    await backend.update(SID, Data(username="b"))
+    assert await backend.read(SID) == Data(username="b")
+    assert await backend.purge_expired() == 0
+    clock.advance(seconds=31)
+    assert await backend.purge_expired() == 1
+    assert await backend.read(SID) is None
+
+
 async def test_bridge_expires_after_ttl_and_update_does_not_extend(store: Store, clock: ManualClock) -> None:
     backend = bridge(store, clock, ttl=60)
     await backend.create(SID, Data(username="a"))
@@ -186,14 +201,14 @@ async def test_a_concurrent_write_between_read_and_update_is_retried(store: Stor
     real_update = store.update
     raced = False
 
-    async def racing_update(record: SessionRecord, expected_version: int) -> int:
+    async def racing_update(record: SessionRecord, expected_version: int, *, now: datetime | None = None) -> int:
         nonlocal raced
         if not raced:  # someone else saves first: our compare-and-set must lose once
             raced = True
-            current = await store.read(record.key)
+            current = await store.read(record.key, now=now)
             assert current is not None
-            await real_update(current, current.version)
-        return await real_update(record, expected_version)
+            await real_update(current, current.version, now=now)
+        return await real_update(record, expected_version, now=now)
 
     store.update = racing_update  # type: ignore[method-assign]
     await backend.update(SID, Data(username="last-writer"))
@@ -205,7 +220,7 @@ class BrokenStore(Store):
         super().__init__()
         self.error = error
 
-    async def read(self, key: str) -> SessionRecord | None:
+    async def read(self, key: str, *, now: datetime | None = None) -> SessionRecord | None:
         raise self.error
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -194,7 +195,7 @@ def test_a_subclass_with_its_own_call_keeps_its_signature() -> None:
 
 
 class DownStore(Store):
-    async def read(self, key: str) -> SessionRecord | None:
+    async def read(self, key: str, *, now: datetime | None = None) -> SessionRecord | None:
         raise BackendUnavailable("connection refused")
 
 

@@ -553,3 +553,28 @@ async def test_from_url_backend_works_on_the_system_clock() -> None:
     now = datetime.now().astimezone()
     await backend.create(SessionRecord("k", b"{}", None, now, now + MINUTE))
     assert await backend.read("k") is not None
+
+
+@pytest.mark.asyncio
+async def test_from_url_takes_a_clock_for_calls_without_now(clock: ManualClock) -> None:
+    backend = from_url("memory://", clock=clock)
+    now = clock()
+    await backend.create(SessionRecord("k", b"{}", None, now, now + MINUTE))
+    assert await backend.read("k") is not None
+    clock.advance(MINUTE)
+    assert await backend.read("k") is None
+
+
+# -- one clock: the passed `now` decides ---------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_passed_now_overrides_the_backends_clock(backend: InMemoryBackend, record: Make) -> None:
+    mine, other = record("a", user_id="u"), record("b")  # live for ten minutes on the backend's clock
+    await backend.create(mine)
+    await backend.create(other)
+    after = mine.expires_at + MINUTE
+    assert await backend.read("a") == mine  # no `now`: the backend's clock
+    assert await backend.read("a", now=after) is None
+    assert await backend.purge_expired(now=after) == 1  # `other`; reading `mine` at `after` already dropped it
+    assert len(backend) == 0

@@ -71,15 +71,16 @@ READ_AND_TOUCH_TESTS = {
     "test_read_and_touch_leaves_a_fresh_deadline_alone",
     "test_read_and_touch_never_passes_the_absolute_deadline",
     "test_read_and_touch_then_update_still_compares_versions",
+    "test_read_and_touch_judges_by_the_passed_now",
 }
 
 # name -> (overriding methods, kit tests that must fail)
 BROKEN: dict[str, tuple[str, set[str]]] = {
     "update-ignores-the-version": (
         """
-        async def update(self, record, expected_version):
-            current = await self.read(record.key)
-            return await super().update(record, current.version if current else expected_version)
+        async def update(self, record, expected_version, *, now=None):
+            current = await self.read(record.key, now=now)
+            return await super().update(record, current.version if current else expected_version, now=now)
         """,
         {
             "test_update_with_a_stale_version_conflicts",
@@ -88,36 +89,36 @@ BROKEN: dict[str, tuple[str, set[str]]] = {
     ),
     "read-returns-expired-records": (
         """
-        async def read(self, key):
+        async def read(self, key, *, now=None):
             return self._records.get(key)
         """,
-        {"test_expired_record_is_never_returned"},
+        {"test_expired_record_is_never_returned", "test_read_judges_liveness_by_the_passed_now"},
     ),
     "delete-by-user-deletes-everyones": (
         """
-        async def delete_by_user(self, user_id):
-            count = len(await self.list_by_user(user_id))
+        async def delete_by_user(self, user_id, *, now=None):
+            count = len(await self.list_by_user(user_id, now=now))
             for key in list(self._records):
-                await self.delete(key)
+                await self.delete(key, now=now)
             return count
         """,
         {"test_delete_by_user_removes_exactly_that_users_sessions"},
     ),
     "create-overwrites-a-live-record": (
         """
-        async def create(self, record):
-            await self.delete(record.key)
-            await super().create(record)
+        async def create(self, record, *, now=None):
+            await self.delete(record.key, now=now)
+            await super().create(record, now=now)
         """,
         {"test_create_is_insert_only"},
     ),
     "update-resurrects-missing-records": (
         """
-        async def update(self, record, expected_version):
-            if await self.read(record.key) is None:
-                await self.create(record)
+        async def update(self, record, expected_version, *, now=None):
+            if await self.read(record.key, now=now) is None:
+                await self.create(record, now=now)
                 return expected_version + 1
-            return await super().update(record, expected_version)
+            return await super().update(record, expected_version, now=now)
         """,
         {
             "test_update_of_an_unknown_key_is_not_found",
@@ -127,57 +128,57 @@ BROKEN: dict[str, tuple[str, set[str]]] = {
     ),
     "touch-always-says-yes": (
         """
-        async def touch(self, key, expires_at):
-            await super().touch(key, expires_at)
+        async def touch(self, key, expires_at, *, now=None):
+            await super().touch(key, expires_at, now=now)
             return True
         """,
         {"test_touch_of_a_missing_or_expired_record_is_false"},
     ),
     "touch-rewrites-the-record": (
         """
-        async def touch(self, key, expires_at):
-            current = await self.read(key)
+        async def touch(self, key, expires_at, *, now=None):
+            current = await self.read(key, now=now)
             if current is None:
                 return False
-            await super().update(replace(current, payload=b"{}", expires_at=expires_at), current.version)
+            await super().update(replace(current, payload=b"{}", expires_at=expires_at), current.version, now=now)
             return True
         """,
         {"test_touch_extends_expiry_without_rewriting"},
     ),
     "delete-is-not-idempotent": (
         """
-        async def delete(self, key):
-            await super().delete(key)
+        async def delete(self, key, *, now=None):
+            await super().delete(key, now=now)
             return True
         """,
         {"test_delete_is_idempotent", "test_read_never_creates"},
     ),
     "list-by-user-includes-other-users": (
         """
-        async def list_by_user(self, user_id):
+        async def list_by_user(self, user_id, *, now=None):
             return [r for r in self._records.values() if r.user_id is not None]
         """,
         {"test_list_by_user_lists_exactly_that_users_live_sessions"},
     ),
     "list-by-user-includes-expired": (
         """
-        async def list_by_user(self, user_id):
+        async def list_by_user(self, user_id, *, now=None):
             return [r for r in self._records.values() if r.user_id == user_id]
         """,
-        {"test_list_by_user_excludes_expired_and_deleted"},
+        {"test_list_by_user_excludes_expired_and_deleted", "test_list_by_user_judges_liveness_by_the_passed_now"},
     ),
     "purge-miscounts": (
         """
-        async def purge_expired(self):
-            await super().purge_expired()
+        async def purge_expired(self, *, now=None):
+            await super().purge_expired(now=now)
             return 0
         """,
         {"test_purge_expired_counts_what_it_removed"},
     ),
     "naive-timestamps": (
         """
-        async def read(self, key):
-            record = await super().read(key)
+        async def read(self, key, *, now=None):
+            record = await super().read(key, now=now)
             if record is None:
                 return None
             return replace(record, created_at=record.created_at.replace(tzinfo=None),
@@ -187,10 +188,67 @@ BROKEN: dict[str, tuple[str, set[str]]] = {
     ),
     "payload-truncated": (
         """
-        async def create(self, record):
-            await super().create(replace(record, payload=record.payload[:65536]))
+        async def create(self, record, *, now=None):
+            await super().create(replace(record, payload=record.payload[:65536]), now=now)
         """,
         {"test_payload_of_one_mebibyte_round_trips"},
+    ),
+    "create-keeps-the-given-version": (
+        """
+        async def create(self, record, *, now=None):
+            await super().create(record, now=now)
+            self._records[record.key] = record
+        """,
+        {"test_create_starts_at_version_one"},
+    ),
+    "touch-revives-an-expired-record": (
+        """
+        async def touch(self, key, expires_at, *, now=None):
+            current = self._records.get(key)  # present, but not checked for liveness
+            if current is None:
+                return False
+            self._store(replace(current, expires_at=expires_at))
+            return True
+        """,
+        {"test_touch_of_a_missing_or_expired_record_is_false", "test_touch_judges_liveness_by_the_passed_now"},
+    ),
+    "ignores-the-passed-now": (
+        """
+        def _live(self, key, now):
+            return super()._live(key, self._clock())  # its own clock, whatever the caller passed
+
+        def _reclaim(self, now):
+            return super()._reclaim(self._clock())
+        """,
+        {
+            "test_read_judges_liveness_by_the_passed_now",
+            "test_update_judges_liveness_by_the_passed_now",
+            "test_touch_judges_liveness_by_the_passed_now",
+            "test_delete_judges_liveness_by_the_passed_now",
+            "test_list_by_user_judges_liveness_by_the_passed_now",
+            "test_delete_by_user_judges_liveness_by_the_passed_now",
+            "test_create_judges_liveness_by_the_passed_now",
+        },
+    ),
+    "absolute-native-expiry": (
+        # A store that also drops records itself at expires_at by the system clock (an absolute TTL).
+        """
+        def _live(self, key, now):
+            record = self._records.get(key)
+            if record is not None and record.expires_at <= utc_now():
+                self._remove(key)
+            return super()._live(key, now)
+
+        async def list_by_user(self, user_id, *, now=None):
+            for key in list(self._by_user.get(user_id, ())):
+                self._live(key, utc_now())
+            return await super().list_by_user(user_id, now=now)
+        """,
+        {
+            "test_read_judges_liveness_by_the_passed_now",
+            "test_update_judges_liveness_by_the_passed_now",
+            "test_native_expiry_is_relative_to_the_passed_now",
+        },
     ),
 }
 

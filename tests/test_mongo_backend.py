@@ -163,7 +163,8 @@ async def test_document_schema(backend: MongoBackend, raw: AsyncMongoClient[Raw]
     assert doc["payload"] == b"\x00\xff" and doc["version"] == 1
     assert doc["expires_ms"] == int(anonymous.expires_at.timestamp() * 1000)
     assert doc["created_ms"] == int(anonymous.created_at.timestamp() * 1000)
-    assert doc["expires_at"] == anonymous.expires_at  # a BSON date, for the TTL index
+    # A BSON date for the TTL index: the system time plus what the record has left.
+    assert abs(doc["expires_at"] - anonymous.expires_at) < timedelta(seconds=5)
     user_doc = await raw_doc(raw, backend, user.key)
     assert user_doc is not None and user_doc["user_id"] == user.user_id
 
@@ -219,7 +220,8 @@ async def test_indexes_are_created_idempotently(mongodb_url: str, collection_nam
     by_key = {tuple(spec["key"]): spec for spec in info.values()}
     assert by_key[(("expires_at", 1),)]["expireAfterSeconds"] == 0
     assert (("user_id", 1),) in by_key
-    assert len(info) == 3  # _id, the TTL index, user_id
+    assert (("expires_ms", 1),) in by_key  # what purge_expired() walks
+    assert len(info) == 4  # _id, the TTL index, user_id, expires_ms
 
 
 @pytest.mark.asyncio
@@ -246,22 +248,25 @@ async def test_touch_and_update_keep_the_ttl_field_a_bson_date(
 ) -> None:
     skip_on_stand_in(mongodb_url, "stores a datetime written by $set as a string, so its TTL field stops being a date")
     original = record()
-    await backend.create(original)
+    now = original.created_at
+    await backend.create(original, now=now)
     later = original.expires_at + timedelta(hours=1)
-    assert await backend.touch(original.key, later)
+    assert await backend.touch(original.key, later, now=now)
     doc = await raw_doc(raw, backend, original.key)
-    assert doc is not None and doc["expires_at"] == later
+    assert doc is not None and isinstance(doc["expires_at"], datetime)
+    assert abs(doc["expires_at"] - later) < timedelta(seconds=5)
     latest = later + timedelta(hours=1)
-    await backend.update(SessionRecord(original.key, b"[]", None, original.created_at, latest, 1), 1)
+    await backend.update(SessionRecord(original.key, b"[]", None, original.created_at, latest, 1), 1, now=now)
     doc = await raw_doc(raw, backend, original.key)
-    assert doc is not None and doc["expires_at"] == latest
+    assert doc is not None and isinstance(doc["expires_at"], datetime)
+    assert abs(doc["expires_at"] - latest) < timedelta(seconds=5)
 
 
 @pytest.mark.asyncio
 async def test_purge_removes_documents_expired_after_an_update(
-    backend: MongoBackend, raw: AsyncMongoClient[Raw], mongodb_url: str
+    backend: MongoBackend, raw: AsyncMongoClient[Raw]
 ) -> None:
-    skip_on_stand_in(mongodb_url, "turns the TTL date into a string on $set, so purge's date filter misses it")
+    # purge_expired() filters on expires_ms, so the stand-in's mangled $set dates do not matter.
     original = record()
     await backend.create(original)
     soon = datetime.now(UTC) + timedelta(milliseconds=300)
@@ -383,3 +388,50 @@ async def test_driver_errors_are_mapped(exc: Exception, expected: type[BackendEr
         await backend.read(storage_key(new_token()))
     assert type(caught.value) is expected and caught.value.__cause__ is exc
     await backend.aclose()
+
+
+# -- one clock: the manager's ----------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("skew", [timedelta(hours=-3), timedelta(hours=3)], ids=["clock-behind", "clock-ahead"])
+async def test_the_ttl_date_counts_the_time_left_at_now(
+    backend: MongoBackend, raw: AsyncMongoClient[Raw], skew: timedelta
+) -> None:
+    # The TTL monitor compares the date with the server's clock: it must remove the document
+    # when its lifetime measured from `now` is over, not at expires_at on the server's clock.
+    now = (datetime.now(UTC) + skew).replace(microsecond=0)
+    mine = record(now=now)
+    await backend.create(mine, now=now)
+    doc = await raw_doc(raw, backend, mine.key)
+    assert doc is not None and doc["expires_ms"] == int(mine.expires_at.timestamp() * 1000)
+    assert abs(doc["expires_at"] - (datetime.now(UTC) + timedelta(hours=1))) < timedelta(seconds=5)
+    assert await backend.read(mine.key, now=now) == mine
+
+
+@pytest.mark.asyncio
+async def test_purge_judges_by_the_passed_now_not_the_ttl_date(
+    backend: MongoBackend, raw: AsyncMongoClient[Raw]
+) -> None:
+    now = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0)
+    short, long = record(now=now, ttl=60), record(now=now, ttl=3600)
+    await backend.create(short, now=now)
+    await backend.create(long, now=now)
+    assert await backend.purge_expired(now=now + timedelta(seconds=59)) == 0
+    # Expired at this `now`, though its TTL date is still a minute ahead on the server's clock.
+    assert await backend.purge_expired(now=now + timedelta(seconds=61)) == 1
+    assert await raw_doc(raw, backend, short.key) is None
+    assert await backend.read(long.key, now=now + timedelta(seconds=61)) == long
+
+
+@pytest.mark.asyncio
+async def test_the_clock_option_judges_calls_without_now(mongodb_url: str, collection_name: str) -> None:
+    from fastapi_sessions import ManualClock
+
+    clock = ManualClock()  # 2030: far from the server's clock
+    async with from_url(mongodb_url, collection=f"{collection_name}_clock", clock=clock) as backend:
+        mine = record(now=clock())
+        await backend.create(mine)
+        assert await backend.read(mine.key) == mine
+        clock.advance(hours=2)
+        assert await backend.read(mine.key) is None

@@ -252,20 +252,24 @@ async def test_read_and_touch_extends_when_another_process_moved_the_expiry_earl
 # -- the index expires with its sessions ---------------------------------------------------------
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Manager clocks years away from the server's: every native expiry counts from the `now` passed.
+CLOCKS = {"years-ahead": datetime(2031, 5, 1, tzinfo=UTC), "years-behind": datetime(2020, 5, 1, tzinfo=UTC)}
+clocks = pytest.mark.parametrize("start", list(CLOCKS.values()), ids=list(CLOCKS))
 
 
-def day(n: float, hours: float = 0) -> datetime:
-    """A time on a fixed future day, so which UTC day an expiry falls on is known."""
-    return datetime(2031, 5, 1, tzinfo=UTC) + timedelta(days=n, hours=hours)
+def day(start: datetime, n: float, hours: float = 0) -> datetime:
+    """A time on a fixed day of the manager's clock, so which UTC day an expiry falls on is known."""
+    return start + timedelta(days=n, hours=hours)
 
 
 def ms(value: datetime) -> int:
     return (value - EPOCH) // timedelta(milliseconds=1)
 
 
-async def expires_ms(backend: RedisBackend, key: str) -> int:
-    """The key's expiry (Unix ms): -1 without one, -2 when absent."""
-    return int(await backend.client.execute_command("PEXPIRETIME", key))
+async def assert_lives(backend: RedisBackend, key: str, left: timedelta) -> None:
+    """The key expires ``left`` after the call that set it, by the server's clock (PTTL counts down meanwhile)."""
+    ttl = int(await backend.client.pttl(key))
+    assert left // timedelta(milliseconds=1) - 2000 < ttl <= -(-left // timedelta(milliseconds=1)), (key, ttl)
 
 
 @pytest.mark.asyncio
@@ -285,49 +289,75 @@ async def test_after_every_session_of_a_user_is_gone_no_key_lacks_a_ttl(backend:
 
 
 @pytest.mark.asyncio
-async def test_an_index_and_its_queue_outlive_its_latest_session_by_at_most_two_days(backend: RedisBackend) -> None:
+@clocks
+async def test_an_index_and_its_queue_outlive_its_latest_session_by_at_most_two_days(
+    backend: RedisBackend, start: datetime
+) -> None:
     alice = f"alice-{uuid.uuid4().hex}"
-    early = SessionRecord(storage_key(new_token()), b"{}", alice, day(0), day(0, 1))
-    late = SessionRecord(storage_key(new_token()), b"{}", alice, day(0), day(3, 5))
-    await backend.create(late)
-    await backend.create(early)
+    now = day(start, 0)
+    early = SessionRecord(storage_key(new_token()), b"{}", alice, now, day(start, 0, 1))
+    late = SessionRecord(storage_key(new_token()), b"{}", alice, now, day(start, 3, 5))
+    await backend.create(late, now=now)
+    await backend.create(early, now=now)
     index = backend.index_key(alice)
-    # The expiry is rounded up to a whole UTC day, then one more: day 3 05:00 -> day 5 00:00.
-    assert await expires_ms(backend, index) == ms(day(5))
-    assert await expires_ms(backend, backend._queue_key(index)) == ms(day(5))
-    assert await expires_ms(backend, backend.session_key(late.key)) == ms(day(3, 5))
+    # The expiry is rounded up to a whole UTC day, then one more: day 3 05:00 -> day 5 00:00, counted from now.
+    await assert_lives(backend, index, day(start, 5) - now)
+    await assert_lives(backend, backend._queue_key(index), day(start, 5) - now)
+    await assert_lives(backend, backend.session_key(late.key), day(start, 3, 5) - now)
+    assert sorted(r.key for r in await backend.list_by_user(alice, now=now)) == sorted([late.key, early.key])
 
 
 @pytest.mark.asyncio
+@clocks
 @pytest.mark.parametrize("how", ["touch", "update", "read_and_touch"])
-async def test_an_extension_past_its_index_expiry_raises_the_index_first(backend: RedisBackend, how: str) -> None:
+async def test_an_extension_past_its_index_expiry_raises_the_index_first(
+    backend: RedisBackend, how: str, start: datetime
+) -> None:
     alice = f"alice-{uuid.uuid4().hex}"
-    r = SessionRecord(storage_key(new_token()), b"{}", alice, day(0), day(0, 1))
-    await backend.create(r)
+    now = day(start, 0, 0.5)  # one reading of the manager's clock for every call
+    r = SessionRecord(storage_key(new_token()), b"{}", alice, day(start, 0), day(start, 0, 1))
+    await backend.create(r, now=now)
     index, session = backend.index_key(alice), backend.session_key(r.key)
-    assert await expires_ms(backend, index) == ms(day(2))
+    await assert_lives(backend, index, day(start, 2) - now)
 
     async def extend(to: datetime, version: int) -> None:
         if how == "touch":
-            assert await backend.touch(r.key, to)
+            assert await backend.touch(r.key, to, now=now)
         elif how == "update":
-            assert await backend.update(SessionRecord(r.key, b"{}", alice, r.created_at, to, version), version) == (
-                version + 1)
+            changed = SessionRecord(r.key, b"{}", alice, r.created_at, to, version)
+            assert await backend.update(changed, version, now=now) == version + 1
         else:
-            now = day(0, 0.5)
             got, extended = await backend.read_and_touch(
                 r.key, now=now, idle_timeout=to - now, absolute_timeout=timedelta(days=30),
                 refresh_interval=timedelta(minutes=1))
             assert extended and got is not None and got.expires_at == to
 
-    await extend(day(0, 20), 1)  # the same UTC day: the index's expiry already covers it
-    assert await expires_ms(backend, index) == ms(day(2))
-    await extend(day(3, 1), 2)  # past it: the index is raised before the session moves
-    assert await expires_ms(backend, session) == ms(day(3, 1))
-    assert await expires_ms(backend, index) == ms(day(5))
-    assert await expires_ms(backend, backend._queue_key(index)) == ms(day(5))
-    assert [x.key for x in await backend.list_by_user(alice)] == [r.key]
-    assert await backend.delete_by_user(alice) == 1
+    await extend(day(start, 0, 20), 1)  # the same UTC day: the index's expiry already covers it
+    await assert_lives(backend, index, day(start, 2) - now)
+    await assert_lives(backend, session, day(start, 0, 20) - now)
+    await extend(day(start, 3, 1), 2)  # past it: the index is raised before the session moves
+    await assert_lives(backend, session, day(start, 3, 1) - now)
+    await assert_lives(backend, index, day(start, 5) - now)
+    await assert_lives(backend, backend._queue_key(index), day(start, 5) - now)
+    assert [x.key for x in await backend.list_by_user(alice, now=now)] == [r.key]
+    assert await backend.delete_by_user(alice, now=now) == 1
+
+
+@pytest.mark.asyncio
+@clocks
+async def test_purge_judges_index_entries_by_the_passed_now(backend: RedisBackend, start: datetime) -> None:
+    alice = f"alice-{uuid.uuid4().hex}"
+    now = day(start, 0)
+    short = SessionRecord(storage_key(new_token()), b"{}", alice, now, now + timedelta(minutes=1))
+    live = SessionRecord(storage_key(new_token()), b"{}", alice, now, now + timedelta(hours=1))
+    await backend.create(short, now=now)
+    await backend.create(live, now=now)
+    index = backend.index_key(alice)
+    assert await backend.purge_expired(now=now) == 0  # nothing is due yet at this clock
+    later = now + timedelta(minutes=2)
+    assert await backend.purge_expired(now=later) == 1  # the short one's entry, due at the later reading
+    assert await backend.client.zscore(index, live.key) is not None
+    assert [x.key for x in await backend.list_by_user(alice, now=later)] == [live.key]
 
 
 @pytest.mark.asyncio
@@ -335,7 +365,7 @@ async def test_an_index_written_without_an_expiry_keeps_none(backend: RedisBacke
     # Indexes written before indexes expired may list sessions extended past any expiry set now.
     alice = f"alice-{uuid.uuid4().hex}"
     index = backend.index_key(alice)
-    await backend.client.zadd(index, {"older-session": ms(day(9)) * 1000})
+    await backend.client.zadd(index, {"older-session": ms(day(CLOCKS["years-ahead"], 9)) * 1000})
     await backend.create(record(alice))
     assert await backend.client.pttl(index) == -1
     assert await backend.client.zcard(index) == 2
@@ -352,3 +382,27 @@ async def test_a_login_drops_long_due_entries_from_its_purge_queue(backend: Redi
     await backend.create(record(alice))
     assert await backend.client.zscore(queue, "gone-index") is None
     assert await backend.client.zscore(queue, "recent-index") is not None
+
+
+@pytest.mark.asyncio
+async def test_from_url_takes_a_clock_and_native_expiry_follows_it(redis_url: str) -> None:
+    from fastapi_sessions import ManualClock
+
+    clock = ManualClock()  # 2030: years ahead of the server's clock
+    prefix = f"fs-test-{uuid.uuid4().hex}:"
+    async with registry_from_url(redis_url, prefix=prefix, clock=clock) as backend:
+        assert isinstance(backend, RedisBackend)
+        now = clock()
+        mine = SessionRecord(storage_key(new_token()), b"{}", "alice", now, now + timedelta(hours=1))
+        await backend.create(mine)
+        assert await backend.read(mine.key) == mine
+        await assert_lives(backend, backend.session_key(mine.key), timedelta(hours=1))
+        clock.advance(minutes=30)
+        assert await backend.touch(mine.key, clock() + timedelta(hours=1)) is True
+        await assert_lives(backend, backend.session_key(mine.key), timedelta(hours=1))
+        clock.advance(hours=2)
+        assert await backend.read(mine.key) is None
+        assert await backend.list_by_user("alice") == []
+        keys = [key async for key in backend.client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await backend.client.delete(*keys)

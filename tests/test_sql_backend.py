@@ -560,3 +560,19 @@ async def test_mysql_stores_payloads_beyond_64_kib(mysql_backend: SQLAlchemyBack
     rec = SessionRecord(rec.key, bytes(range(256)) * 4096 * 4, None, rec.created_at, rec.expires_at, 1)  # 4 MiB
     await mysql_backend.create(rec)
     assert await mysql_backend.read(rec.key) == rec
+
+
+@pytest.mark.asyncio
+async def test_from_url_takes_a_clock_and_a_passed_now_overrides_it() -> None:
+    from fastapi_sessions.backends.sqlalchemy import from_url
+
+    clock = ManualClock()  # 2030: far from the database server's clock, which never judges
+    async with from_url("sqlite+aiosqlite://", create_table=True, clock=clock) as backend:
+        mine = record(clock, ttl=60)
+        await backend.create(mine)
+        assert await backend.read(mine.key) == mine
+        assert await backend.read(mine.key, now=mine.expires_at) is None
+        clock.advance(seconds=60)
+        assert await backend.read(mine.key) is None
+        assert await backend.read(mine.key, now=mine.created_at) == mine
+        assert await backend.purge_expired() == 1

@@ -12,6 +12,13 @@ Lua's doubles hold them exactly; numbers written back are formatted with
 bulk string, so a read is one GET and its reply the cheapest Redis has;
 the expiry is rewritten in place with SETRANGE, never the payload.
 
+"now" in every script is the caller's (the manager's clock), and every native
+expiry is relative to it (``PX``, ``PEXPIRE``): a key lives as long as its
+record has left at that ``now``, by the server's own clock, so a caller's clock
+hours away from the server's neither kills live records nor keeps dead ones.
+The header's expiry, compared with ``now``, decides liveness; the TTL only
+frees memory.
+
 A user's index expires (and its bucket's purge queue with it) at the start of
 the second UTC day after its latest entry's score (``INDEX_STEP``), so it never
 outlives its sessions by more than two days, purged or not. The session scripts
@@ -60,17 +67,17 @@ def _script(source: str) -> Script:
     return Script(source.strip().replace("INDEX_STEP", str(INDEX_STEP)).encode())
 
 
-#: KEYS: session. ARGV: now, value, expire-at-ms. Returns 1 when stored, 0 when a live record holds the key.
+#: KEYS: session. ARGV: now, value, TTL in ms. Returns 1 when stored, 0 when a live record holds the key.
 CREATE = _script("""
 local e = redis.call('GETRANGE', KEYS[1], 16, 31)
 if e ~= '' and tonumber(e) > tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """)
 
 #: The compare-and-set. KEYS: session. ARGV: control, new value (built with the new
 #: version). Control: expected version and now (16 digits each), index-ready ('0' or
-#: '1'), expire-at-ms; one argument, as each argument costs the client an encoding step.
+#: '1'), TTL in ms; one argument, as each argument costs the client an encoding step.
 #: Returns the new version; -1 gone or expired; -2 version mismatch; -3 the new
 #: user's index entry must be written first, because the user changes or the expiry
 #: moves into a later UTC day (nothing changed). The stored creation time is kept
@@ -86,7 +93,7 @@ if string.sub(h, 33, 48) ~= string.sub(c, 1, 16) then return -2 end
 if check and (string.sub(h, 49, 59 + ulen) ~= string.sub(new, 49, 59 + ulen)
     or math.floor(tonumber(string.sub(new, 17, 32)) / INDEX_STEP)
       > math.floor(tonumber(string.sub(h, 17, 32)) / INDEX_STEP)) then return -3 end
-redis.call('SET', KEYS[1], new, 'PXAT', string.sub(c, 34))
+redis.call('SET', KEYS[1], new, 'PX', string.sub(c, 34))
 local created = string.sub(h, 1, 16)
 if created ~= string.sub(new, 1, 16) then redis.call('SETRANGE', KEYS[1], 0, created) end
 return tonumber(string.sub(new, 33, 48))
@@ -110,11 +117,11 @@ if not ARGV[5] and string.sub(r, 49, 49) == 'u'
     and math.floor(target / INDEX_STEP) > math.floor(e / INDEX_STEP) then return '2' .. r end
 local t = string.format('%016.0f', target)
 redis.call('SETRANGE', KEYS[1], 16, t)
-redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', math.ceil(target / 1000)))
+redis.call('PEXPIRE', KEYS[1], string.format('%.0f', math.max(1, math.ceil((target - now) / 1000))))
 return '1' .. string.sub(r, 1, 16) .. t .. string.sub(r, 33)
 """)
 
-#: KEYS: session. ARGV: now, expires (16 digits), expire-at-ms[, '1': the index is raised].
+#: KEYS: session. ARGV: now, expires (16 digits), TTL in ms[, '1': the index is raised].
 #: Returns 1 if set, 0 if gone, or the user id when the user's index must be raised to the
 #: new expiry first (nothing changed).
 TOUCH = _script("""
@@ -125,7 +132,7 @@ if not ARGV[4] and string.sub(h, 49, 49) == 'u'
   return redis.call('GETRANGE', KEYS[1], 59, 58 + tonumber(string.sub(h, 50, 59)))
 end
 redis.call('SETRANGE', KEYS[1], 16, ARGV[2])
-redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """)
 
@@ -163,7 +170,8 @@ return 2
 
 #: KEYS: user index, bucket queue (one slot). ARGV: score, session key, index key name, now.
 #: The queue keeps, per index, a lower bound of its earliest score (LT only lowers it).
-#: Both keys then expire no earlier than the start of the second UTC day after the score;
+#: Both keys then expire no earlier than the start of the second UTC day after the score (in
+#: the caller's time, like the score: the TTL set is that instant minus now);
 #: a key that already existed without an expiry (written by a version whose indexes did
 #: not expire) keeps none. Queue entries due for two days are dropped first: purge_expired()
 #: has not run, and the indexes they name have expired or are found again by their next entry.
@@ -178,7 +186,7 @@ for i = 1, 2 do
   if not kept[i] then
     local left = redis.call('PTTL', KEYS[i])
     if left == -1 or left < (at - now) / 1000 then
-      redis.call('PEXPIREAT', KEYS[i], string.format('%.0f', at / 1000))
+      redis.call('PEXPIRE', KEYS[i], string.format('%.0f', math.ceil((at - now) / 1000)))
     end
   end
 end

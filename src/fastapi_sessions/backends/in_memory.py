@@ -25,7 +25,8 @@ class InMemoryBackend(BaseSessionBackend):
     immutable, so nothing returned can alias what is stored.
 
     ``max_entries`` bounds memory under churn: when an insert would exceed it,
-    the records closest to expiry are evicted first.
+    the records closest to expiry are evicted first. ``clock`` judges liveness
+    for calls that pass no ``now``.
     """
 
     def __init__(self, *, max_entries: int | None = None, clock: Clock = utc_now) -> None:
@@ -111,8 +112,8 @@ class InMemoryBackend(BaseSessionBackend):
 
     # -- the contract ------------------------------------------------------------------------
 
-    async def create(self, record: SessionRecord) -> None:
-        now = self._clock()
+    async def create(self, record: SessionRecord, *, now: datetime | None = None) -> None:
+        now = now or self._clock()
         self._reclaim(now)
         if self._live(record.key, now) is not None:
             raise SessionExists("a live session already has this key")
@@ -123,11 +124,11 @@ class InMemoryBackend(BaseSessionBackend):
             )
         self._store(record)
 
-    async def read(self, key: str) -> SessionRecord | None:
-        return self._live(key, self._clock())
+    async def read(self, key: str, *, now: datetime | None = None) -> SessionRecord | None:
+        return self._live(key, now or self._clock())
 
-    async def update(self, record: SessionRecord, expected_version: int) -> int:
-        current = self._live(record.key, self._clock())
+    async def update(self, record: SessionRecord, expected_version: int, *, now: datetime | None = None) -> int:
+        current = self._live(record.key, now or self._clock())
         if current is None:
             raise SessionNotFound("the session is gone or expired")
         if current.version != expected_version:
@@ -143,8 +144,8 @@ class InMemoryBackend(BaseSessionBackend):
             self._store(record)
         return version
 
-    async def touch(self, key: str, expires_at: datetime) -> bool:
-        current = self._live(key, self._clock())
+    async def touch(self, key: str, expires_at: datetime, *, now: datetime | None = None) -> bool:
+        current = self._live(key, now or self._clock())
         if current is None:
             return False
         self._store(
@@ -152,16 +153,16 @@ class InMemoryBackend(BaseSessionBackend):
         )
         return True
 
-    async def delete(self, key: str) -> bool:
-        return self._live(key, self._clock()) is not None and self._remove(key) is not None
+    async def delete(self, key: str, *, now: datetime | None = None) -> bool:
+        return self._live(key, now or self._clock()) is not None and self._remove(key) is not None
 
-    async def list_by_user(self, user_id: str) -> list[SessionRecord]:
-        now = self._clock()
+    async def list_by_user(self, user_id: str, *, now: datetime | None = None) -> list[SessionRecord]:
+        now = now or self._clock()
         keys = list(self._by_user.get(user_id, ()))
         return [r for k in keys if (r := self._live(k, now)) is not None]
 
-    async def delete_by_user(self, user_id: str) -> int:
-        now = self._clock()
+    async def delete_by_user(self, user_id: str, *, now: datetime | None = None) -> int:
+        now = now or self._clock()
         removed = 0
         for key in list(self._by_user.get(user_id, ())):
             if self._live(key, now) is not None:
@@ -169,15 +170,18 @@ class InMemoryBackend(BaseSessionBackend):
                 removed += 1
         return removed
 
-    async def purge_expired(self) -> int:
-        return self._reclaim(self._clock())
+    async def purge_expired(self, *, now: datetime | None = None) -> int:
+        return self._reclaim(now or self._clock())
 
     async def aclose(self) -> None:
         """Nothing to release; the data stays until the object goes."""
 
 
-def from_url(url: str) -> InMemoryBackend:
-    """Entry-point factory for ``memory://``; ``memory://?max_entries=N`` bounds it."""
+def from_url(url: str, *, clock: Clock = utc_now) -> InMemoryBackend:
+    """Entry-point factory for ``memory://``; ``memory://?max_entries=N`` bounds it.
+
+    ``clock`` judges liveness for calls that pass no ``now`` (the manager always passes one).
+    """
     from urllib.parse import parse_qs, urlsplit
 
     parts = urlsplit(url)
@@ -190,4 +194,4 @@ def from_url(url: str) -> InMemoryBackend:
     raw = query.get("max_entries", [""])[-1]
     if raw and not raw.isdigit():
         raise ConfigurationError("memory:// max_entries must be a positive integer")
-    return InMemoryBackend(max_entries=int(raw) if raw else None)
+    return InMemoryBackend(max_entries=int(raw) if raw else None, clock=clock)

@@ -8,16 +8,21 @@ One document per session, in one collection::
       "user_id":    "<user id>",              # absent for anonymous sessions (sparse index)
       "created_ms": NumberLong(...),          # ms since the Unix epoch, UTC
       "expires_ms": NumberLong(...),          # ms since the Unix epoch, UTC: decides liveness
-      "expires_at": ISODate(...),             # the same instant as a BSON date, for the TTL index
+      "expires_at": ISODate(...),             # when the server may remove it, for the TTL index
       "version":    1
     }
 
-Every filter judges liveness on ``expires_ms``; ``expires_at`` only feeds the TTL
-index (``expireAfterSeconds=0``), which lets the server reclaim expired documents
-by itself about once a minute. Both are written together by every write. Keeping
-the integer authoritative makes liveness exact to the millisecond and identical
-on every server that speaks the wire protocol (see docs/backends/mongodb.md for
-the stand-in that mangles dates written by ``$set``).
+Every filter judges liveness on ``expires_ms`` against the ``now`` each call
+passes (the manager's clock; the backend's ``clock`` when a call passes none).
+``expires_at`` only feeds the TTL index (``expireAfterSeconds=0``), which lets
+the server reclaim expired documents by itself about once a minute, by its own
+clock: so it is written as the system time plus the time the record has left
+at ``now`` (``expires_at - now``), never as the logical deadline, and a manager
+clock hours away from the server's neither loses live documents nor keeps dead
+ones for long. Both are written together by every write. Keeping the integer
+authoritative makes liveness exact to the millisecond and identical on every
+server that speaks the wire protocol (see docs/backends/mongodb.md for the
+stand-in that mangles dates written by ``$set``).
 
 Writes are single conditional operations: ``create`` is an upsert filtered on
 "expired", so a live document makes the insert collide on ``_id`` (duplicate
@@ -39,6 +44,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
+from ..core.clock import Clock, utc_now
 from ..core.contract import BaseSessionBackend
 from ..core.errors import (
     BackendError,
@@ -75,8 +81,9 @@ def _dt(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
 
 
-def _now_ms() -> int:
-    return _ms(datetime.now(UTC))
+def _ttl_date(expires_at: datetime, now: datetime) -> datetime:
+    # The TTL monitor compares with the server's clock: it must see the time left at `now`.
+    return utc_now() + (expires_at - now)
 
 
 def _str(value: object, what: str) -> str:
@@ -109,10 +116,13 @@ class MongoBackend(BaseSessionBackend):
     :meth:`aclose`, one built from a URL is. Other keyword arguments go to
     ``AsyncMongoClient`` (for example ``serverSelectionTimeoutMS``).
 
-    The TTL index on ``expires_at`` and the sparse index on ``user_id`` are
-    created on first use (idempotent); call :meth:`ensure_indexes` at startup to
-    fail early, or pass ``create_indexes=False`` when the database user may not
-    create indexes (then create them as docs/backends/mongodb.md shows).
+    The TTL index on ``expires_at``, the sparse index on ``user_id`` and the
+    index on ``expires_ms`` (for :meth:`purge_expired`) are created on first
+    use (idempotent); call :meth:`ensure_indexes` at startup to fail early, or
+    pass ``create_indexes=False`` when the database user may not create
+    indexes (then create them as docs/backends/mongodb.md shows). ``clock``
+    judges liveness for calls that pass no ``now`` (the manager always passes
+    its own).
     """
 
     def __init__(
@@ -123,6 +133,7 @@ class MongoBackend(BaseSessionBackend):
         database: str | None = None,
         collection: str = DEFAULT_COLLECTION,
         create_indexes: bool = True,
+        clock: Clock = utc_now,
         **client_options: Any,
     ) -> None:
         if (url is None) == (client is None):
@@ -157,6 +168,7 @@ class MongoBackend(BaseSessionBackend):
         # Our own codec options, whatever the client's: dates come back aware UTC.
         self.collection: AsyncCollection[Document] = client[database].get_collection(collection, codec_options=_CODEC)
         self._indexes_ready = not create_indexes
+        self._clock = clock
         self._closed = False
 
     # -- internals ---------------------------------------------------------------------------
@@ -176,7 +188,7 @@ class MongoBackend(BaseSessionBackend):
         return self.collection
 
     async def ensure_indexes(self) -> None:
-        """Create the TTL index on ``expires_at`` and the sparse ``user_id`` index, if missing.
+        """Create the TTL index on ``expires_at`` and the ``user_id`` and ``expires_ms`` indexes, if missing.
 
         Idempotent (createIndexes with identical specs is a no-op), so concurrent
         first requests may all run it. An existing index of the same name with other
@@ -185,6 +197,7 @@ class MongoBackend(BaseSessionBackend):
         try:
             await self.collection.create_index("expires_at", name="expires_at_ttl", expireAfterSeconds=0)
             await self.collection.create_index("user_id", name="user_id", sparse=True)
+            await self.collection.create_index("expires_ms", name="expires_ms")
         except OperationFailure as exc:
             if exc.code in _INDEX_CONFLICT_CODES:
                 raise ConfigurationError(
@@ -197,12 +210,12 @@ class MongoBackend(BaseSessionBackend):
         self._indexes_ready = True
 
     @staticmethod
-    def _fields(record: SessionRecord, version: int) -> dict[str, Any]:
+    def _fields(record: SessionRecord, version: int, now: datetime) -> dict[str, Any]:
         """The update document that writes ``record``: one ``$set``, plus ``$unset`` for no user."""
         fields: dict[str, Any] = {
             "payload": record.payload,
             "expires_ms": _ms(record.expires_at),
-            "expires_at": record.expires_at,
+            "expires_at": _ttl_date(record.expires_at, now),
             "version": version,
         }
         if record.user_id is None:
@@ -212,98 +225,103 @@ class MongoBackend(BaseSessionBackend):
 
     # -- the contract ------------------------------------------------------------------------
 
-    async def create(self, record: SessionRecord) -> None:
+    async def create(self, record: SessionRecord, *, now: datetime | None = None) -> None:
         _check_record(record)
-        update = self._fields(record, 1)
+        now = now or self._clock()
+        update = self._fields(record, 1, now)
         update["$set"]["created_ms"] = _ms(record.created_at)
         collection = await self._ready()
         try:
             # Matches only an expired document of that key (replaced in place); otherwise the
             # upsert inserts with _id=key, and a live document makes that a duplicate key.
-            await collection.update_one({"_id": record.key, "expires_ms": {"$lte": _now_ms()}}, update, upsert=True)
+            await collection.update_one({"_id": record.key, "expires_ms": {"$lte": _ms(now)}}, update, upsert=True)
         except DuplicateKeyError:
             raise SessionExists("a live session already has this key") from None
         except PyMongoError as exc:
             self._fail(exc, "create")
 
-    async def read(self, key: str) -> SessionRecord | None:
+    async def read(self, key: str, *, now: datetime | None = None) -> SessionRecord | None:
         _str(key, "session key")
         collection = await self._ready()
         try:
-            doc = await collection.find_one({"_id": key, "expires_ms": {"$gt": _now_ms()}})
+            doc = await collection.find_one({"_id": key, "expires_ms": {"$gt": _ms(now or self._clock())}})
         except PyMongoError as exc:
             self._fail(exc, "read")
         return None if doc is None else _record(doc)
 
-    async def update(self, record: SessionRecord, expected_version: int) -> int:
+    async def update(self, record: SessionRecord, expected_version: int, *, now: datetime | None = None) -> int:
         _check_record(record)
         version = expected_version + 1
         collection = await self._ready()
-        now = _now_ms()
+        now = now or self._clock()
+        live = {"$gt": _ms(now)}
         try:
             result = await collection.update_one(
-                {"_id": record.key, "version": expected_version, "expires_ms": {"$gt": now}},
-                self._fields(record, version),
+                {"_id": record.key, "version": expected_version, "expires_ms": live},
+                self._fields(record, version, now),
             )
             if result.matched_count:
                 return version
             # Lost: say why. Gone or expired is not-found (no resurrection), else a conflict.
-            current = await collection.find_one({"_id": record.key, "expires_ms": {"$gt": now}}, {"version": 1})
+            current = await collection.find_one({"_id": record.key, "expires_ms": live}, {"version": 1})
         except PyMongoError as exc:
             self._fail(exc, "update")
         if current is None:
             raise SessionNotFound("the session is gone or expired")
         raise SessionConflict("the session changed since it was read")
 
-    async def touch(self, key: str, expires_at: datetime) -> bool:
+    async def touch(self, key: str, expires_at: datetime, *, now: datetime | None = None) -> bool:
         _str(key, "session key")
         collection = await self._ready()
+        now = now or self._clock()
         try:
             result = await collection.update_one(
-                {"_id": key, "expires_ms": {"$gt": _now_ms()}},
-                {"$set": {"expires_ms": _ms(expires_at), "expires_at": expires_at}},
+                {"_id": key, "expires_ms": {"$gt": _ms(now)}},
+                {"$set": {"expires_ms": _ms(expires_at), "expires_at": _ttl_date(expires_at, now)}},
             )
         except PyMongoError as exc:
             self._fail(exc, "touch")
         return result.matched_count == 1
 
-    async def delete(self, key: str) -> bool:
+    async def delete(self, key: str, *, now: datetime | None = None) -> bool:
         _str(key, "session key")
         collection = await self._ready()
         try:
             # An expired leftover is not a live record: the TTL monitor (or purge) takes it.
-            result = await collection.delete_one({"_id": key, "expires_ms": {"$gt": _now_ms()}})
+            result = await collection.delete_one({"_id": key, "expires_ms": {"$gt": _ms(now or self._clock())}})
         except PyMongoError as exc:
             self._fail(exc, "delete")
         return result.deleted_count == 1
 
-    async def list_by_user(self, user_id: str) -> list[SessionRecord]:
+    async def list_by_user(self, user_id: str, *, now: datetime | None = None) -> list[SessionRecord]:
         _str(user_id, "user_id")
         collection = await self._ready()
         try:
-            docs = await collection.find({"user_id": user_id, "expires_ms": {"$gt": _now_ms()}}).to_list()
+            live = {"$gt": _ms(now or self._clock())}
+            docs = await collection.find({"user_id": user_id, "expires_ms": live}).to_list()
         except PyMongoError as exc:
             self._fail(exc, "list_by_user")
         return [_record(doc) for doc in docs]
 
-    async def delete_by_user(self, user_id: str) -> int:
+    async def delete_by_user(self, user_id: str, *, now: datetime | None = None) -> int:
         _str(user_id, "user_id")
         collection = await self._ready()
         try:
-            result = await collection.delete_many({"user_id": user_id, "expires_ms": {"$gt": _now_ms()}})
+            live = {"$gt": _ms(now or self._clock())}
+            result = await collection.delete_many({"user_id": user_id, "expires_ms": live})
         except PyMongoError as exc:
             self._fail(exc, "delete_by_user")
         return result.deleted_count
 
-    async def purge_expired(self) -> int:
-        """Remove expired documents now, through the TTL index (cost follows what expired).
+    async def purge_expired(self, *, now: datetime | None = None) -> int:
+        """Remove the documents expired at ``now``, through the ``expires_ms`` index (cost follows what expired).
 
         The server's TTL monitor removes them too, so the count is what this call
         removed, not everything that expired.
         """
         collection = await self._ready()
         try:
-            result = await collection.delete_many({"expires_at": {"$lte": datetime.now(UTC)}})
+            result = await collection.delete_many({"expires_ms": {"$lte": _ms(now or self._clock())}})
         except PyMongoError as exc:
             self._fail(exc, "purge_expired")
         return result.deleted_count
@@ -336,13 +354,13 @@ def _split_url(url: str) -> tuple[str, str | None, str | None]:
     return urlunsplit(parts._replace(query="&".join(kept))), database, collection
 
 
-def from_url(url: str, **options: Any) -> MongoBackend:
+def from_url(url: str, *, clock: Clock = utc_now, **options: Any) -> MongoBackend:
     """Entry-point factory for ``mongodb://`` and ``mongodb+srv://``.
 
     The URL's path names the database (default ``fastapi_sessions``); the query
     option ``collection`` (default ``sessions``) is ours and is not passed to
     PyMongo; every other option is PyMongo's. Keyword options go to
-    :class:`MongoBackend` (``database``, ``collection``, ``create_indexes``, and
-    ``AsyncMongoClient`` options such as ``serverSelectionTimeoutMS``).
+    :class:`MongoBackend` (``database``, ``collection``, ``create_indexes``,
+    ``clock``, and ``AsyncMongoClient`` options such as ``serverSelectionTimeoutMS``).
     """
-    return MongoBackend(url, **options)
+    return MongoBackend(url, clock=clock, **options)

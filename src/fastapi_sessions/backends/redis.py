@@ -60,6 +60,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.typing import EncodableT
 
+from ..core.clock import Clock, utc_now
 from ..core.contract import BaseSessionBackend
 from ..core.errors import (
     BackendError,
@@ -100,14 +101,18 @@ def _us(value: datetime) -> int:
     return (value - _EPOCH) // _US
 
 
-def _expire_ms(expires_us: int) -> int:
-    # Rounded up: the key outlives its logical expiry by under a millisecond, never the reverse.
-    return -(-expires_us // 1000)
+def _ttl_ms(expires_us: int, now_us: int) -> int:
+    """The key's native TTL: the time left at ``now``, so the server's own clock never judges liveness.
+
+    Rounded up, so the key outlives its logical expiry by under a millisecond, never the
+    reverse; at least 1 ms, so a record already expired at ``now`` goes at once.
+    """
+    return max(1, -(-(expires_us - now_us) // 1000))
 
 
-def _cas_control(expected_version: int, expires_us: int, index_ready: bool) -> bytes:
-    """The UPDATE script's control argument: expected version, now, index-ready flag, expire-at-ms."""
-    return b"%016d%016d%d%d" % (expected_version, _us(datetime.now(UTC)), index_ready, _expire_ms(expires_us))
+def _cas_control(expected_version: int, now_us: int, expires_us: int, index_ready: bool) -> bytes:
+    """The UPDATE script's control argument: expected version, now, index-ready flag, TTL in ms."""
+    return b"%016d%016d%d%d" % (expected_version, now_us, index_ready, _ttl_ms(expires_us, now_us))
 
 
 def _user_bytes(user_id: str) -> bytes:
@@ -177,11 +182,13 @@ class RedisBackend(BaseSessionBackend):
     knows no extension can be due. ``close_client`` says whether :meth:`aclose` closes ``client``;
     :meth:`from_url` sets it, a client passed in stays the application's.
     ``label`` names the server in error messages (:meth:`from_url` gives the
-    URL with its password masked).
+    URL with its password masked). ``clock`` judges liveness for calls that
+    pass no ``now`` (the manager always passes its own); native expiries are
+    set relative to ``now`` either way, so the server's clock never decides.
     """
 
     def __init__(self, client: Client, *, prefix: str = DEFAULT_PREFIX, close_client: bool = False,
-                 label: str = "redis") -> None:
+                 label: str = "redis", clock: Clock = utc_now) -> None:
         if client.get_connection_kwargs().get("decode_responses"):
             raise ConfigurationError("the Redis client must use decode_responses=False: payloads are bytes")
         self.client = client
@@ -190,6 +197,7 @@ class RedisBackend(BaseSessionBackend):
         self._close_client = close_client
         self._closed = False
         self._label = label
+        self._clock = clock
         self._timeouts: tuple[object, object, object, int, int, bytes, bytes, bytes] = (
             None, None, None, 0, 0, b"", b"", b"")
         # Last expiry (µs) this process saw per session key: when it shows that no idle
@@ -197,9 +205,11 @@ class RedisBackend(BaseSessionBackend):
         self._expiry_hints: dict[str, int] = {}
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str | None = None, **client_options: Any) -> RedisBackend:
+    def from_url(cls, url: str, *, prefix: str | None = None, clock: Clock = utc_now,
+                 **client_options: Any) -> RedisBackend:
         """A backend on its own client for ``url`` (see the module docstring for the schemes).
 
+        ``clock`` is the backend's own clock (see :class:`RedisBackend`).
         ``client_options`` go to ``redis.asyncio.Redis.from_url`` or
         ``RedisCluster.from_url``. Unless given, a connection error is retried
         twice within about 0.1 s before ``BackendUnavailable``: a session
@@ -237,7 +247,7 @@ class RedisBackend(BaseSessionBackend):
                 raise
             raise ConfigurationError(f"bad Redis URL or option for {mask_url(url)}: {exc}") from None
         return cls(client, prefix=DEFAULT_PREFIX if prefix is None else prefix, close_client=True,
-                   label=mask_url(url))
+                   label=mask_url(url), clock=clock)
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -293,10 +303,10 @@ class RedisBackend(BaseSessionBackend):
         except (RedisError, RedisClusterException, OSError) as exc:
             raise self._error(exc) from exc
 
-    async def _index_add(self, user_id: str, key: str, expires_us: int) -> None:
+    async def _index_add(self, user_id: str, key: str, expires_us: int, now_us: int) -> None:
         """Write ``key``'s entry in ``user_id``'s index and make the index outlive ``expires_us``."""
         index = self.index_key(user_id)
-        args = (2, index, self._queue_key(index), expires_us, key, index, _us(datetime.now(UTC)))
+        args = (2, index, self._queue_key(index), expires_us, key, index, now_us)
         try:
             await self.client.execute_command("EVALSHA", scripts.INDEX_ADD.sha, *args)
         except NoScriptError:
@@ -306,24 +316,24 @@ class RedisBackend(BaseSessionBackend):
 
     # -- the contract ------------------------------------------------------------------------
 
-    async def create(self, record: SessionRecord) -> None:
-        expires = _us(record.expires_at)
+    async def create(self, record: SessionRecord, *, now: datetime | None = None) -> None:
+        expires, now_us = _us(record.expires_at), _us(now or self._clock())
         if record.user_id is not None:
             # The index entry comes first, so a live session is never missing from its user's index.
-            await self._index_add(record.user_id, record.key, expires)
+            await self._index_add(record.user_id, record.key, expires, now_us)
         value = _encode(record, 1, expires)
-        now = _us(datetime.now(UTC))
-        if not await self._eval(scripts.CREATE, self.session_key(record.key), now, value, _expire_ms(expires)):
+        ttl = _ttl_ms(expires, now_us)
+        if not await self._eval(scripts.CREATE, self.session_key(record.key), now_us, value, ttl):
             raise SessionExists("a live session already has this key")
         self._hint(record.key, expires)
 
-    async def read(self, key: str) -> SessionRecord | None:
+    async def read(self, key: str, *, now: datetime | None = None) -> SessionRecord | None:
         value = await self._command("GET", self.session_key(key))
         if value is None:
             return None
         record = _decode(key, value)
-        # Redis drops a key only after its millisecond; the contract's boundary is exact.
-        return record if record.expires_at > datetime.now(UTC) else None
+        # The key's TTL only frees memory; the header's expiry, judged by `now`, decides.
+        return record if record.expires_at > (now or self._clock()) else None
 
     async def read_and_touch(
         self,
@@ -385,7 +395,7 @@ class RedisBackend(BaseSessionBackend):
             target = min(created + absolute_timeout // _US, now_us + cached[3])  # the script's target
             user = _decode(key, reply, 1).user_id
             assert user is not None
-            await self._index_add(user, key, target)
+            await self._index_add(user, key, target, now_us)
             reply = await self._eval(scripts.READ_AND_TOUCH, *args, b"1")
         if reply is None:
             hints.pop(key, None)
@@ -399,15 +409,17 @@ class RedisBackend(BaseSessionBackend):
             hints.clear()  # bounded; a lost hint costs one script call, never correctness
         hints[key] = expires_us
 
-    async def update(self, record: SessionRecord, expected_version: int) -> int:
-        expires = _us(record.expires_at)
+    async def update(self, record: SessionRecord, expected_version: int, *, now: datetime | None = None) -> int:
+        expires, now_us = _us(record.expires_at), _us(now or self._clock())
         session = self._session_prefix + record.key
         value = _encode(record, expected_version + 1, expires)
-        result = await self._eval(scripts.UPDATE, session, _cas_control(expected_version, expires, False), value)
+        control = _cas_control(expected_version, now_us, expires, False)
+        result = await self._eval(scripts.UPDATE, session, control, value)
         if result == -3:  # to another user, or past its index's expiry: index first, then the same CAS, index ready
             assert record.user_id is not None
-            await self._index_add(record.user_id, record.key, expires)
-            result = await self._eval(scripts.UPDATE, session, _cas_control(expected_version, expires, True), value)
+            await self._index_add(record.user_id, record.key, expires, now_us)
+            control = _cas_control(expected_version, now_us, expires, True)
+            result = await self._eval(scripts.UPDATE, session, control, value)
         if result == -1:
             raise SessionNotFound("the session is gone or expired")
         if result == -2:
@@ -415,21 +427,21 @@ class RedisBackend(BaseSessionBackend):
         self._hint(record.key, expires)
         return int(result)
 
-    async def touch(self, key: str, expires_at: datetime) -> bool:
-        expires = _us(expires_at)
-        args = (self.session_key(key), _us(datetime.now(UTC)), b"%016d" % expires, _expire_ms(expires))
+    async def touch(self, key: str, expires_at: datetime, *, now: datetime | None = None) -> bool:
+        expires, now_us = _us(expires_at), _us(now or self._clock())
+        args = (self.session_key(key), now_us, b"%016d" % expires, _ttl_ms(expires, now_us))
         reply = await self._eval(scripts.TOUCH, *args)
         if isinstance(reply, bytes):  # the user id: past its index's expiry, so the index first
-            await self._index_add(reply.decode("utf-8", "surrogatepass"), key, expires)
+            await self._index_add(reply.decode("utf-8", "surrogatepass"), key, expires, now_us)
             reply = await self._eval(scripts.TOUCH, *args, b"1")
         touched = bool(reply == 1)
         if touched:
             self._hint(key, expires)
         return touched
 
-    async def delete(self, key: str) -> bool:
+    async def delete(self, key: str, *, now: datetime | None = None) -> bool:
         self._expiry_hints.pop(key, None)
-        reply = await self._eval(scripts.DELETE, self.session_key(key), _us(datetime.now(UTC)))
+        reply = await self._eval(scripts.DELETE, self.session_key(key), _us(now or self._clock()))
         if reply is None:
             return False
         live, user = reply
@@ -438,12 +450,12 @@ class RedisBackend(BaseSessionBackend):
             await self._command("ZREM", self.index_key(user.decode("utf-8", "surrogatepass")), key)
         return bool(live == 1)
 
-    async def list_by_user(self, user_id: str) -> list[SessionRecord]:
+    async def list_by_user(self, user_id: str, *, now: datetime | None = None) -> list[SessionRecord]:
+        now = now or self._clock()
         keys = await self._command("ZRANGE", self.index_key(user_id), 0, -1)
         if not keys:
             return []
         values = await self._pipeline([("GET", self.session_key(k.decode())) for k in keys])
-        now = datetime.now(UTC)
         records = []
         for k, value in zip(keys, values, strict=True):
             if value is None:
@@ -453,40 +465,42 @@ class RedisBackend(BaseSessionBackend):
                 records.append(record)
         return records
 
-    async def delete_by_user(self, user_id: str) -> int:
+    async def delete_by_user(self, user_id: str, *, now: datetime | None = None) -> int:
+        now_us = _us(now or self._clock())
         index = self.index_key(user_id)
         keys = await self._command("ZRANGE", index, 0, -1)
         if not keys:
             return 0
-        now, user = _us(datetime.now(UTC)), _user_bytes(user_id)
+        user = _user_bytes(user_id)
         tag = _user_tag(user)
         results = await self._pipeline(
-            [("EVAL", scripts.DELETE_IF_USER.source, 1, self.session_key(k.decode()), now, tag, user) for k in keys]
+            [("EVAL", scripts.DELETE_IF_USER.source, 1, self.session_key(k.decode()), now_us, tag, user)
+             for k in keys]
         )
         gone = [k for k, result in zip(keys, results, strict=True) if result]
         if gone:
             await self._command("ZREM", index, *gone)
         return sum(1 for result in results if result == 1)
 
-    async def purge_expired(self) -> int:
+    async def purge_expired(self, *, now: datetime | None = None) -> int:
         """Drop index entries of sessions that expired or went; Redis expires the sessions itself.
 
         Only due work is visited: the bucket queues name the indexes whose
-        earliest score has passed, and within them only due entries are read.
-        An entry whose session is still live for its user is re-scored to the
-        session's expiry. Returns the number of entries dropped.
+        earliest score has passed at ``now``, and within them only due entries
+        are read. An entry whose session is still live for its user is
+        re-scored to the session's expiry. Returns the number of entries dropped.
         """
+        cut = _us(now or self._clock())  # one cut-off for every round: no chasing the clock
         dropped = 0
         for _ in range(10_000):  # bounded: each round makes progress, this only guards a livelock
-            now = _us(datetime.now(UTC))
             due = await self._pipeline(
-                [("ZRANGEBYSCORE", q, "-inf", now, "LIMIT", 0, _PURGE_BATCH) for q in self._queue_keys()]
+                [("ZRANGEBYSCORE", q, "-inf", cut, "LIMIT", 0, _PURGE_BATCH) for q in self._queue_keys()]
             )
             indexes = [i.decode() for names in due for i in names]
             if not indexes:
                 return dropped
             entries = await self._pipeline(
-                [("ZRANGEBYSCORE", i, "-inf", now, "LIMIT", 0, _PURGE_BATCH) for i in indexes]
+                [("ZRANGEBYSCORE", i, "-inf", cut, "LIMIT", 0, _PURGE_BATCH) for i in indexes]
             )
             sessions = [(index, k.decode()) for index, keys in zip(indexes, entries, strict=True) for k in keys]
             heads = await self._pipeline(
@@ -495,10 +509,10 @@ class RedisBackend(BaseSessionBackend):
             sweeps: dict[str, list[EncodableT]] = {i: [] for i in indexes}
             for (index, key), head in zip(sessions, heads, strict=True):
                 expires, user = _head(head) if head is not None else (0, None)
-                alive = user is not None and expires > now and self.index_key(user) == index
+                alive = user is not None and expires > cut and self.index_key(user) == index
                 sweeps[index] += [key, expires if alive else "-"]
             results = await self._pipeline(
-                [("EVAL", scripts.INDEX_SWEEP.source, 2, i, self._queue_key(i), now, i, *pairs)
+                [("EVAL", scripts.INDEX_SWEEP.source, 2, i, self._queue_key(i), cut, i, *pairs)
                  for i, pairs in sweeps.items()]
             )
             dropped += sum(int(r) for r in results)

@@ -26,8 +26,9 @@ operation           statement
 Expired rows left by ``delete`` and ``delete_by_user`` are behaving as absent
 already; ``purge_expired()`` removes them physically. Timestamps are integer
 microseconds since the Unix epoch (UTC): exact, and compared the same way by
-every dialect. Liveness is judged by the application's clock (``clock=``),
-the same clock that computed the deadlines.
+every dialect. Liveness is judged by the ``now`` each call passes (the
+manager's clock, the same clock that computed the deadlines), or by
+``clock=`` when a call passes none; never by the database server's clock.
 
 The table is never created behind your back: call :meth:`SQLAlchemyBackend.create_table`,
 run ``python -m fastapi_sessions.backends.sqlalchemy create-table URL``, apply
@@ -256,7 +257,8 @@ class SQLAlchemyBackend(BaseSessionBackend):
     ``create_table=True`` creates the table (if missing) before the first
     operation; otherwise create it explicitly with :meth:`create_table`.
     ``purge_batch_size`` bounds each ``DELETE`` of :meth:`purge_expired`.
-    ``clock`` is the time liveness is judged by (tests inject one).
+    ``clock`` judges liveness for calls that pass no ``now`` (the manager always
+    passes its own; tests and scripts may rely on this one).
     Further keyword options go to ``create_async_engine``.
     """
 
@@ -353,8 +355,8 @@ class SQLAlchemyBackend(BaseSessionBackend):
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _now(self) -> int:
-        return _micros(self._clock())
+    def _now(self, now: datetime | None) -> int:
+        return _micros(now or self._clock())
 
     def _record(self, row: Sequence[Any]) -> SessionRecord:
         key, payload, user_id, created_at, expires_at, version = row
@@ -413,10 +415,10 @@ class SQLAlchemyBackend(BaseSessionBackend):
 
     # -- the contract ------------------------------------------------------------------------
 
-    async def create(self, record: SessionRecord) -> None:
+    async def create(self, record: SessionRecord, *, now: datetime | None = None) -> None:
         params = {"k": record.key, "payload": record.payload, "user_id": record.user_id,
                   "created_at": _micros(record.created_at), "expires_at": _micros(record.expires_at),
-                  "now": self._now()}
+                  "now": self._now(now)}
         if self._insert_is_upsert:
             # Inserts, or takes over an expired row; matches nothing only when a live row holds the key.
             if (await self._run("create", self._insert, params)).rowcount == 0:
@@ -437,13 +439,13 @@ class SQLAlchemyBackend(BaseSessionBackend):
                 break
         raise SessionExists("a live session already has this key")
 
-    async def read(self, key: str) -> SessionRecord | None:
-        row = (await self._run("read", self._read, {"k": key, "now": self._now()})).first()
+    async def read(self, key: str, *, now: datetime | None = None) -> SessionRecord | None:
+        row = (await self._run("read", self._read, {"k": key, "now": self._now(now)})).first()
         return None if row is None else self._record(row)
 
-    async def update(self, record: SessionRecord, expected_version: int) -> int:
+    async def update(self, record: SessionRecord, expected_version: int, *, now: datetime | None = None) -> int:
         params = {"k": record.key, "expected": expected_version, "payload": record.payload,
-                  "user_id": record.user_id, "expires_at": _micros(record.expires_at), "now": self._now()}
+                  "user_id": record.user_id, "expires_at": _micros(record.expires_at), "now": self._now(now)}
         if (await self._run("update", self._update, params)).rowcount == 1:
             return expected_version + 1
         # Matched nothing: only now is it worth asking why.
@@ -451,24 +453,24 @@ class SQLAlchemyBackend(BaseSessionBackend):
             raise SessionNotFound("the session is gone or expired")
         raise SessionConflict("the session changed since it was read")
 
-    async def touch(self, key: str, expires_at: datetime) -> bool:
-        params = {"k": key, "expires_at": _micros(expires_at), "now": self._now()}
+    async def touch(self, key: str, expires_at: datetime, *, now: datetime | None = None) -> bool:
+        params = {"k": key, "expires_at": _micros(expires_at), "now": self._now(now)}
         return bool((await self._run("touch", self._touch, params)).rowcount == 1)
 
-    async def delete(self, key: str) -> bool:
-        return bool((await self._run("delete", self._delete, {"k": key, "now": self._now()})).rowcount == 1)
+    async def delete(self, key: str, *, now: datetime | None = None) -> bool:
+        return bool((await self._run("delete", self._delete, {"k": key, "now": self._now(now)})).rowcount == 1)
 
-    async def list_by_user(self, user_id: str) -> list[SessionRecord]:
-        result = await self._run("list_by_user", self._list, {"user_id": user_id, "now": self._now()})
+    async def list_by_user(self, user_id: str, *, now: datetime | None = None) -> list[SessionRecord]:
+        result = await self._run("list_by_user", self._list, {"user_id": user_id, "now": self._now(now)})
         return [self._record(row) for row in result]
 
-    async def delete_by_user(self, user_id: str) -> int:
-        result = await self._run("delete_by_user", self._delete_user, {"user_id": user_id, "now": self._now()})
+    async def delete_by_user(self, user_id: str, *, now: datetime | None = None) -> int:
+        result = await self._run("delete_by_user", self._delete_user, {"user_id": user_id, "now": self._now(now)})
         return int(result.rowcount)
 
-    async def purge_expired(self) -> int:
+    async def purge_expired(self, *, now: datetime | None = None) -> int:
         """Delete expired rows in batches of ``purge_batch_size``, each its own short transaction."""
-        params = {"now": self._now()}  # one cut-off for every batch: no chasing the clock
+        params = {"now": self._now(now)}  # one cut-off for every batch: no chasing the clock
         removed = 0
         while True:
             deleted = int((await self._run("purge_expired", self._purge, params)).rowcount)
@@ -630,13 +632,13 @@ def _missing_table(exc: BaseException) -> bool:
     return isinstance(orig, sqlite3.Error) and "no such table" in str(orig).lower()
 
 
-def from_url(url: str, **options: Any) -> SQLAlchemyBackend:
+def from_url(url: str, *, clock: Clock = utc_now, **options: Any) -> SQLAlchemyBackend:
     """Entry-point factory for ``postgresql``, ``sqlite``, ``mysql`` and ``mariadb`` URLs.
 
     Keyword options go to :class:`SQLAlchemyBackend` (``table_name``,
-    ``create_table``, ...) and from there to ``create_async_engine``.
+    ``create_table``, ``clock``, ...) and from there to ``create_async_engine``.
     """
-    return SQLAlchemyBackend(url, **options)
+    return SQLAlchemyBackend(url, clock=clock, **options)
 
 
 # -- command line ------------------------------------------------------------------------------

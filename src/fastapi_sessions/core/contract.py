@@ -25,48 +25,75 @@ class SessionBackend(Protocol):
     """Async storage of :class:`SessionRecord` objects, keyed by ``record.key``.
 
     Backends see opaque payload bytes and metadata, never session objects and
-    never the raw token. All datetimes are aware UTC. A record whose
-    ``expires_at`` is not in the future is expired and behaves as absent
-    everywhere, whether or not it has been physically removed yet.
+    never the raw token. All datetimes are aware UTC.
+
+    **One clock decides liveness.** Every method that judges liveness takes a
+    keyword-only ``now``: the aware UTC time that decides what is live. A
+    record whose ``expires_at <= now`` is expired and behaves as absent
+    everywhere, whether or not it has been physically removed yet. The manager
+    always passes its own clock's reading. ``None`` means the backend's own
+    clock, for direct use (scripts, tests); for the built-in backends that is
+    the ``clock`` they were built with, by default the system clock. One call
+    never mixes clocks: everything it judges, it judges by that one ``now``.
+
+    **Native expiry is relative to** ``now``. Anything the server expires by
+    itself (a Redis key's TTL, the date a MongoDB TTL index reads) is computed
+    from ``expires_at - now``: the server removes the record that long after
+    the call, by its own clock. So a manager clock hours away from the server's
+    neither kills live records nor keeps dead ones readable; reads still judge
+    by ``now``, so a record that is physically present but expired at ``now``
+    is never returned.
+
+    **Lifecycle rules.** ``create`` starts a record at version 1 whatever
+    ``record.version`` says, and ``update`` counts up from there. ``touch``
+    never revives a deleted or expired record. Every operation is atomic on
+    its one key.
     """
 
-    async def create(self, record: SessionRecord) -> None:
-        """Insert ``record``; raise ``SessionExists`` if a live record has its key."""
+    async def create(self, record: SessionRecord, *, now: datetime | None = None) -> None:
+        """Insert ``record`` at version 1; raise ``SessionExists`` if a record live at ``now`` has its key.
+
+        A record of that key that is expired at ``now`` is replaced.
+        """
         ...
 
-    async def read(self, key: str) -> SessionRecord | None:
-        """Return the live record for ``key`` or ``None``. Never creates anything."""
+    async def read(self, key: str, *, now: datetime | None = None) -> SessionRecord | None:
+        """Return the record for ``key`` if it is live at ``now``, else ``None``. Never creates anything."""
         ...
 
-    async def update(self, record: SessionRecord, expected_version: int) -> int:
+    async def update(self, record: SessionRecord, expected_version: int, *, now: datetime | None = None) -> int:
         """Replace the stored record if its version is ``expected_version``.
 
         Returns the new version (``expected_version + 1``); the stored record
         takes that version whatever ``record.version`` says. Raises
         ``SessionConflict`` on a version mismatch and ``SessionNotFound`` if
-        the record is gone or expired: an update never resurrects.
+        the record is gone or expired at ``now``: an update never resurrects.
         ``record.key`` and ``record.created_at`` identify, they are not changed.
         """
         ...
 
-    async def touch(self, key: str, expires_at: datetime) -> bool:
-        """Set a live record's expiry without rewriting it; ``False`` if gone."""
+    async def touch(self, key: str, expires_at: datetime, *, now: datetime | None = None) -> bool:
+        """Set the expiry of a record live at ``now`` without rewriting it; ``False`` if gone or expired.
+
+        Never revives a deleted or expired record, and keeps the per-user index
+        in step: the record stays listed for its user until its new expiry.
+        """
         ...
 
-    async def delete(self, key: str) -> bool:
-        """Remove the record; idempotent. Returns whether a live record was removed."""
+    async def delete(self, key: str, *, now: datetime | None = None) -> bool:
+        """Remove the record; idempotent. Returns whether a record live at ``now`` was removed."""
         ...
 
-    async def list_by_user(self, user_id: str) -> Sequence[SessionRecord]:
-        """The live records whose ``user_id`` is ``user_id``, in no set order."""
+    async def list_by_user(self, user_id: str, *, now: datetime | None = None) -> Sequence[SessionRecord]:
+        """The records live at ``now`` whose ``user_id`` is ``user_id``, in no set order."""
         ...
 
-    async def delete_by_user(self, user_id: str) -> int:
-        """Remove every record of ``user_id``; return how many live ones went."""
+    async def delete_by_user(self, user_id: str, *, now: datetime | None = None) -> int:
+        """Remove every record of ``user_id``; return how many of them were live at ``now``."""
         ...
 
-    async def purge_expired(self) -> int:
-        """Physically remove expired records; return how many were removed."""
+    async def purge_expired(self, *, now: datetime | None = None) -> int:
+        """Physically remove records expired at ``now``; return how many were removed."""
         ...
 
     async def aclose(self) -> None:
@@ -96,7 +123,8 @@ class SupportsReadAndTouch(Protocol):
         With ``target = min(created_at + absolute_timeout, now + idle_timeout)``,
         the stored ``expires_at`` becomes ``target`` when
         ``target - expires_at >= refresh_interval``; nothing else changes (not
-        the payload, not the version). Liveness is judged against ``now``.
+        the payload, not the version). Liveness is judged against ``now``, and
+        a native expiry it sets is relative to ``now`` as in :class:`SessionBackend`.
         Returns the record as stored afterwards (or ``None`` if there is no
         live record) and whether it was extended.
         """
@@ -118,28 +146,28 @@ class BaseSessionBackend(ABC):
         await self.aclose()
 
     @abstractmethod
-    async def create(self, record: SessionRecord) -> None: ...
+    async def create(self, record: SessionRecord, *, now: datetime | None = None) -> None: ...
 
     @abstractmethod
-    async def read(self, key: str) -> SessionRecord | None: ...
+    async def read(self, key: str, *, now: datetime | None = None) -> SessionRecord | None: ...
 
     @abstractmethod
-    async def update(self, record: SessionRecord, expected_version: int) -> int: ...
+    async def update(self, record: SessionRecord, expected_version: int, *, now: datetime | None = None) -> int: ...
 
     @abstractmethod
-    async def touch(self, key: str, expires_at: datetime) -> bool: ...
+    async def touch(self, key: str, expires_at: datetime, *, now: datetime | None = None) -> bool: ...
 
     @abstractmethod
-    async def delete(self, key: str) -> bool: ...
+    async def delete(self, key: str, *, now: datetime | None = None) -> bool: ...
 
     @abstractmethod
-    async def list_by_user(self, user_id: str) -> Sequence[SessionRecord]: ...
+    async def list_by_user(self, user_id: str, *, now: datetime | None = None) -> Sequence[SessionRecord]: ...
 
     @abstractmethod
-    async def delete_by_user(self, user_id: str) -> int: ...
+    async def delete_by_user(self, user_id: str, *, now: datetime | None = None) -> int: ...
 
     @abstractmethod
-    async def purge_expired(self) -> int: ...
+    async def purge_expired(self, *, now: datetime | None = None) -> int: ...
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook with a no-op default
         """Release resources; the default has none."""

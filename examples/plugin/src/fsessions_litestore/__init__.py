@@ -3,7 +3,8 @@
 Every operation is a short transaction run with ``asyncio.to_thread`` under a
 lock, so it never blocks the event loop and never interleaves with another.
 Times are stored as integer microseconds since the epoch (UTC), which round-trip
-exactly and compare correctly.
+exactly and compare correctly. Liveness is judged by the ``now`` each call
+passes (the manager's clock), or by the backend's ``clock`` when it passes none.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from fastapi_sessions import (
     BackendError,
     BackendUnavailable,
     BaseSessionBackend,
+    Clock,
     ConfigurationError,
     SessionConflict,
     SessionExists,
     SessionNotFound,
     SessionRecord,
+    utc_now,
 )
 
 __all__ = ["LiteStoreBackend", "from_url"]
@@ -63,8 +66,9 @@ def _record(row: tuple[Any, ...]) -> SessionRecord:
 class LiteStoreBackend(BaseSessionBackend):
     """Sessions in one SQLite database file (or in memory with ``":memory:"``)."""
 
-    def __init__(self, path: str = ":memory:") -> None:
+    def __init__(self, path: str = ":memory:", *, clock: Clock = utc_now) -> None:
         self.path = path
+        self.clock = clock
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
 
@@ -75,15 +79,16 @@ class LiteStoreBackend(BaseSessionBackend):
             self._conn = conn
         return self._conn
 
-    async def _run(self, work: Callable[[sqlite3.Connection, int], T]) -> T:
-        """Run ``work(connection, now_micros)`` in a thread, in one transaction."""
+    async def _run(self, work: Callable[[sqlite3.Connection, int], T], now: datetime | None) -> T:
+        """Run ``work(connection, now_us)`` in a thread, in one transaction; ``now_us`` decides liveness."""
+        now_us = _micros(now or self.clock())
 
         def call() -> T:
             with self._lock:
                 conn = self._connection()
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    result = work(conn, _micros(datetime.now(UTC)))
+                    result = work(conn, now_us)
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
@@ -97,8 +102,8 @@ class LiteStoreBackend(BaseSessionBackend):
         except sqlite3.Error as exc:
             raise BackendError(f"SQLite store failed: {exc}") from exc
 
-    async def create(self, record: SessionRecord) -> None:
-        def work(conn: sqlite3.Connection, now: int) -> int:
+    async def create(self, record: SessionRecord, *, now: datetime | None = None) -> None:
+        def work(conn: sqlite3.Connection, now_us: int) -> int:
             # Insert, or take over the key only if its record has expired.
             return conn.execute(
                 f"INSERT INTO sessions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, 1) "
@@ -106,81 +111,81 @@ class LiteStoreBackend(BaseSessionBackend):
                 "created_at = excluded.created_at, expires_at = excluded.expires_at, version = 1 "
                 "WHERE sessions.expires_at <= ?",
                 (record.key, record.payload, record.user_id, _micros(record.created_at),
-                 _micros(record.expires_at), now),
+                 _micros(record.expires_at), now_us),
             ).rowcount
 
-        if await self._run(work) == 0:
+        if await self._run(work, now) == 0:
             raise SessionExists("a live session already has this key")
 
-    async def read(self, key: str) -> SessionRecord | None:
-        def work(conn: sqlite3.Connection, now: int) -> SessionRecord | None:
+    async def read(self, key: str, *, now: datetime | None = None) -> SessionRecord | None:
+        def work(conn: sqlite3.Connection, now_us: int) -> SessionRecord | None:
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM sessions WHERE key = ? AND expires_at > ?", (key, now)
+                f"SELECT {_COLUMNS} FROM sessions WHERE key = ? AND expires_at > ?", (key, now_us)
             ).fetchone()
             return _record(row) if row else None
 
-        return await self._run(work)
+        return await self._run(work, now)
 
-    async def update(self, record: SessionRecord, expected_version: int) -> int:
-        def work(conn: sqlite3.Connection, now: int) -> int | None:
+    async def update(self, record: SessionRecord, expected_version: int, *, now: datetime | None = None) -> int:
+        def work(conn: sqlite3.Connection, now_us: int) -> int | None:
             changed = conn.execute(
                 "UPDATE sessions SET payload = ?, user_id = ?, expires_at = ?, version = version + 1 "
                 "WHERE key = ? AND version = ? AND expires_at > ?",
-                (record.payload, record.user_id, _micros(record.expires_at), record.key, expected_version, now),
+                (record.payload, record.user_id, _micros(record.expires_at), record.key, expected_version, now_us),
             ).rowcount
             if changed:
                 return expected_version + 1
-            live = conn.execute("SELECT 1 FROM sessions WHERE key = ? AND expires_at > ?", (record.key, now))
+            live = conn.execute("SELECT 1 FROM sessions WHERE key = ? AND expires_at > ?", (record.key, now_us))
             return 0 if live.fetchone() else None
 
-        version = await self._run(work)
+        version = await self._run(work, now)
         if version is None:
             raise SessionNotFound("the session is gone or expired")
         if version == 0:
             raise SessionConflict("the session changed since it was read")
         return version
 
-    async def touch(self, key: str, expires_at: datetime) -> bool:
-        def work(conn: sqlite3.Connection, now: int) -> bool:
+    async def touch(self, key: str, expires_at: datetime, *, now: datetime | None = None) -> bool:
+        def work(conn: sqlite3.Connection, now_us: int) -> bool:
             return conn.execute(
                 "UPDATE sessions SET expires_at = ? WHERE key = ? AND expires_at > ?",
-                (_micros(expires_at), key, now),
+                (_micros(expires_at), key, now_us),
             ).rowcount == 1
 
-        return await self._run(work)
+        return await self._run(work, now)
 
-    async def delete(self, key: str) -> bool:
-        def work(conn: sqlite3.Connection, now: int) -> bool:
-            live = conn.execute("DELETE FROM sessions WHERE key = ? AND expires_at > ?", (key, now)).rowcount
+    async def delete(self, key: str, *, now: datetime | None = None) -> bool:
+        def work(conn: sqlite3.Connection, now_us: int) -> bool:
+            live = conn.execute("DELETE FROM sessions WHERE key = ? AND expires_at > ?", (key, now_us)).rowcount
             conn.execute("DELETE FROM sessions WHERE key = ?", (key,))  # an expired leftover goes too
             return live == 1
 
-        return await self._run(work)
+        return await self._run(work, now)
 
-    async def list_by_user(self, user_id: str) -> Sequence[SessionRecord]:
-        def work(conn: sqlite3.Connection, now: int) -> list[SessionRecord]:
+    async def list_by_user(self, user_id: str, *, now: datetime | None = None) -> Sequence[SessionRecord]:
+        def work(conn: sqlite3.Connection, now_us: int) -> list[SessionRecord]:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM sessions WHERE user_id = ? AND expires_at > ?", (user_id, now)
+                f"SELECT {_COLUMNS} FROM sessions WHERE user_id = ? AND expires_at > ?", (user_id, now_us)
             )
             return [_record(row) for row in rows]
 
-        return await self._run(work)
+        return await self._run(work, now)
 
-    async def delete_by_user(self, user_id: str) -> int:
-        def work(conn: sqlite3.Connection, now: int) -> int:
+    async def delete_by_user(self, user_id: str, *, now: datetime | None = None) -> int:
+        def work(conn: sqlite3.Connection, now_us: int) -> int:
             removed = conn.execute(
-                "DELETE FROM sessions WHERE user_id = ? AND expires_at > ?", (user_id, now)
+                "DELETE FROM sessions WHERE user_id = ? AND expires_at > ?", (user_id, now_us)
             ).rowcount
             conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
             return removed
 
-        return await self._run(work)
+        return await self._run(work, now)
 
-    async def purge_expired(self) -> int:
-        def work(conn: sqlite3.Connection, now: int) -> int:
-            return conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,)).rowcount
+    async def purge_expired(self, *, now: datetime | None = None) -> int:
+        def work(conn: sqlite3.Connection, now_us: int) -> int:
+            return conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (now_us,)).rowcount
 
-        return await self._run(work)
+        return await self._run(work, now)
 
     async def aclose(self) -> None:
         def close() -> None:
@@ -192,7 +197,7 @@ class LiteStoreBackend(BaseSessionBackend):
         await asyncio.to_thread(close)
 
 
-def from_url(url: str) -> LiteStoreBackend:
+def from_url(url: str, *, clock: Clock = utc_now) -> LiteStoreBackend:
     """``litestore:///absolute/path.db``, ``litestore://relative.db`` or ``litestore://`` (memory)."""
     parts = urlsplit(url)
     if parts.scheme != "litestore":
@@ -200,4 +205,4 @@ def from_url(url: str) -> LiteStoreBackend:
     if parts.query:
         raise ConfigurationError("litestore:// takes no options")
     path = unquote(parts.netloc + parts.path)
-    return LiteStoreBackend(path or ":memory:")
+    return LiteStoreBackend(path or ":memory:", clock=clock)

@@ -19,7 +19,9 @@ How 0.3.2 calls map onto the storage contract (:mod:`fastapi_sessions.core.contr
 - ``update`` is a compare-and-set retried on conflicts, i.e. the last writer
   wins as in 0.3.2; it never resurrects an expired or deleted session;
 - ``delete`` is idempotent; a stored payload that no longer validates against
-  the model reads as ``None`` (the user logs in again) and is logged.
+  the model reads as ``None`` (the user logs in again) and is logged;
+- liveness is judged by the bridge's ``clock``, passed to the store as ``now``
+  on every call (or by the ``now=`` a caller passes), never by the store's own.
 
 Store failures are raised as :class:`StoreError` / :class:`StoreUnavailable`,
 which are both the 0.3.2 ``BackendError`` and the new ``BackendError`` /
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar, get_args, get_origin
 from uuid import UUID
@@ -138,9 +140,9 @@ class BridgeBackend(SessionBackend[ID, SessionModel]):
     def _key(self, session_id: ID) -> str:
         return storage_key(_KEY_PREFIX + _canonical(session_id))
 
-    async def _call(self, operation: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def _call(self, operation: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         try:
-            return await operation(*args)
+            return await operation(*args, **kwargs)
         except core_errors.BackendUnavailable as exc:
             if isinstance(exc, StoreError):
                 raise
@@ -153,24 +155,25 @@ class BridgeBackend(SessionBackend[ID, SessionModel]):
     def _payload(self, data: SessionModel) -> bytes:
         return self.serializer.dumps(data.model_dump(mode="json"))
 
-    async def _live(self, key: str) -> SessionRecord | None:
-        record = await self._call(self.store.read, key)
-        if record is None or record.expires_at <= self.clock():
+    async def _live(self, key: str, now: datetime) -> SessionRecord | None:
+        record = await self._call(self.store.read, key, now=now)
+        if record is None or record.expires_at <= now:
             return None
         return record
 
     # -- the 0.3.2 contract ------------------------------------------------------------------
+    # Each method also takes ``now`` (keyword-only, default the bridge's clock), like the storage contract.
 
-    async def create(self, session_id: ID, data: SessionModel) -> None:
-        now = self.clock()
+    async def create(self, session_id: ID, data: SessionModel, *, now: datetime | None = None) -> None:
+        now = now or self.clock()
         record = SessionRecord(self._key(session_id), self._payload(data), None, now, now + self.ttl, 1)
         try:
-            await self._call(self.store.create, record)
+            await self._call(self.store.create, record, now=now)
         except SessionExists:
             raise BackendError("create can't overwrite an existing session") from None
 
-    async def read(self, session_id: ID) -> SessionModel | None:
-        record = await self._live(self._key(session_id))
+    async def read(self, session_id: ID, *, now: datetime | None = None) -> SessionModel | None:
+        record = await self._live(self._key(session_id), now or self.clock())
         if record is None:
             return None
         try:
@@ -180,18 +183,19 @@ class BridgeBackend(SessionBackend[ID, SessionModel]):
             logger.warning("discarding session %s…: payload does not match %s", record.key[:8], self.model.__name__)
             return None
 
-    async def update(self, session_id: ID, data: SessionModel) -> None:
+    async def update(self, session_id: ID, data: SessionModel, *, now: datetime | None = None) -> None:
         key = self._key(session_id)
         payload = self._payload(data)
+        now = now or self.clock()
         for _ in range(_UPDATE_ATTEMPTS):
-            current = await self._live(key)
+            current = await self._live(key, now)
             if current is None:
                 break
             record = SessionRecord(
                 key, payload, current.user_id, current.created_at, current.expires_at, current.version + 1
             )
             try:
-                await self._call(self.store.update, record, current.version)
+                await self._call(self.store.update, record, current.version, now=now)
                 return
             except SessionConflict:
                 continue  # another request wrote in between: re-read, then last writer wins
@@ -201,14 +205,14 @@ class BridgeBackend(SessionBackend[ID, SessionModel]):
             raise StoreError("session update lost too many concurrent writes")
         raise BackendError("session does not exist, cannot update")
 
-    async def delete(self, session_id: ID) -> None:
-        await self._call(self.store.delete, self._key(session_id))
+    async def delete(self, session_id: ID, *, now: datetime | None = None) -> None:
+        await self._call(self.store.delete, self._key(session_id), now=now or self.clock())
 
     # -- what 0.3.2 never had ----------------------------------------------------------------
 
-    async def purge_expired(self) -> int:
+    async def purge_expired(self, *, now: datetime | None = None) -> int:
         """Remove expired records, for stores without native expiry (memory, SQL)."""
-        return await self._call(self.store.purge_expired)
+        return await self._call(self.store.purge_expired, now=now or self.clock())
 
     async def aclose(self) -> None:
         """Release the store's connections."""
