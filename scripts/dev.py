@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN_DIR = "Scripts" if os.name == "nt" else "bin"
 
 # What each command needs installed: pip arguments, editable installs of this project first.
-FULL = ("-e", ".[all,test]", "./examples/plugin")
+FULL = ("-e", ".[all,test]", "-e", "./examples/plugin")
 EXTRAS: dict[str, tuple[str, ...]] = {
     "example": ("-e", ".[orjson]"),
     "test": FULL,

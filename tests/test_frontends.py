@@ -39,6 +39,11 @@ def session_app(manager: SessionManager) -> FastAPI:
         request.session.clear()
         return {}
 
+    @app.post("/regenerate")
+    async def regenerate(request: Request) -> dict[str, Any]:
+        request.session.regenerate()  # type: ignore[attr-defined]
+        return {}
+
     @app.get("/dep")
     async def dep(session: Annotated[Session, Depends(manager.session)]) -> dict[str, Any]:
         return dict(session)
@@ -93,7 +98,8 @@ def test_default_cookie_has_exactly_the_secure_attributes(manager: SessionManage
     name, value, attributes = parse_set_cookie(only_set_cookie(response))
     assert name == "session"
     assert manager.frontend.unsign(value) is not None
-    assert sorted(attributes) == sorted(["HttpOnly", "Secure", "SameSite=lax", "Path=/", "Max-Age=1800"])
+    # Max-Age runs to the absolute deadline (8 hours by default); the server enforces idle time.
+    assert sorted(attributes) == sorted(["HttpOnly", "Secure", "SameSite=lax", "Path=/", "Max-Age=28800"])
 
 
 def test_samesite_is_sent_as_the_literal_lowercase_value(manager: SessionManager) -> None:
@@ -124,16 +130,17 @@ def test_samesite_enum_member_is_sent_as_its_value_not_its_repr(member: Any) -> 
     assert "SameSite." not in header and "StrSameSite" not in header and "MixinSameSite" not in header
 
 
-def test_max_age_is_the_remaining_lifetime_of_the_session(
+def test_max_age_is_the_time_to_the_absolute_deadline(
     make_manager: Callable[..., SessionManager], clock: ManualClock
 ) -> None:
     manager = make_manager(idle_timeout=timedelta(hours=1), absolute_timeout=timedelta(minutes=90))
     client = client_for(session_app(manager))
     first = attribute_map(parse_set_cookie(only_set_cookie(client.post("/write")))[2])
-    assert first["max-age"] == "3600"  # the idle deadline comes first
+    assert first["max-age"] == str(90 * 60)  # however active the user, the session cannot outlive this
     clock.advance(minutes=50)
-    second = attribute_map(parse_set_cookie(only_set_cookie(client.post("/write")))[2])
-    assert second["max-age"] == str(40 * 60)  # now the absolute deadline, 40 minutes away
+    assert client.post("/write").headers.get_list("set-cookie") == []  # so no write needs a new cookie
+    clock.advance(minutes=39)
+    assert client.get("/read").json() == {"n": 2}  # one minute before the end, still there
 
 
 def test_domain_and_partitioned_are_sent() -> None:
@@ -414,9 +421,11 @@ def test_rotation_through_app_restarts(make_manager: Callable[..., SessionManage
     rotated = session_app(make_manager(frontend=SessionFrontend(secret_key=[NEW_KEY, OLD_KEY])))
     client = fresh_client(rotated, old_cookie)
     assert client.get("/read").json() == {"n": 1}
-    clock.advance(minutes=5)  # far enough for the next save to re-send the cookie
-    reissued = parse_set_cookie(only_set_cookie(client.post("/write")))[1]
-    assert CookieFrontend(NEW_KEY).unsign(reissued) == token  # same session, now signed by the new key
+    # A cookie is issued once per token (creation, login, regeneration), never re-sent by plain use:
+    # the old key must verify until the sessions it signed have reached their absolute deadline.
+    assert client.post("/write").headers.get_list("set-cookie") == []
+    reissued = parse_set_cookie(only_set_cookie(client.post("/regenerate")))[1]
+    assert CookieFrontend(NEW_KEY).unsign(reissued) is not None  # a new token, signed by the new key
     assert CookieFrontend(OLD_KEY).unsign(reissued) is None
 
     # Restart once more with the old key retired: its cookie no longer opens the session.

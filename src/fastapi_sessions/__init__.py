@@ -17,7 +17,7 @@ from .core.errors import (
     SessionExists,
     SessionNotFound,
 )
-from .core.manager import ConflictPolicy, SessionManager, TokenChange
+from .core.manager import Commit, CommitOutcome, ConflictPolicy, SessionManager
 from .core.middleware import SessionMiddleware
 from .core.records import SessionInfo, SessionRecord
 from .core.registry import AmbiguousBackend, BackendNotInstalled, UnknownBackend
@@ -34,6 +34,8 @@ __all__ = [
     "BackendUnavailable",
     "BaseSessionBackend",
     "Clock",
+    "Commit",
+    "CommitOutcome",
     "ConfigurationError",
     "ConflictPolicy",
     "JSONSerializer",
@@ -52,7 +54,6 @@ __all__ = [
     "SessionRecord",
     "SessionSettings",
     "SupportsReadAndTouch",
-    "TokenChange",
     "UnknownBackend",
     "__version__",
     "utc_now",

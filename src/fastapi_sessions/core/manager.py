@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import inspect
 import logging
 import secrets
@@ -22,7 +23,9 @@ from .errors import (
     SerializationError,
     SessionConflict,
     SessionExists,
+    SessionNotFound,
 )
+from .markers import Marker, marker_record, read_marker, retired_key
 from .records import SessionInfo, SessionRecord
 from .registry import mask_url
 from .serializers import JSONSerializer, Serializer
@@ -32,7 +35,7 @@ from .tokens import SecretKey, cached_storage_key, new_token, storage_key
 if TYPE_CHECKING:
     from .settings import SessionSettings
 
-__all__ = ["ConflictPolicy", "SessionManager", "TokenChange"]
+__all__ = ["Commit", "CommitOutcome", "ConflictPolicy", "SessionManager"]
 
 logger = logging.getLogger("fastapi_sessions")
 
@@ -50,6 +53,28 @@ def _as_timedelta(value: timedelta | float, name: str) -> timedelta:
 
 def _is_memory(url: str) -> bool:
     return url[:7].lower() == "memory:"
+
+
+def _check_clock(clock: Clock) -> None:
+    """A clock must give aware datetimes: a naive one would make every comparison raise later."""
+    try:
+        reading = clock()
+    except Exception as exc:
+        raise ConfigurationError(f"the clock failed when called: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(reading, datetime) or reading.utcoffset() is None:
+        raise ConfigurationError(
+            f"clock must return an aware datetime (e.g. datetime.now(UTC)), not {reading!r}"
+        )
+
+
+def _takes_clock(url: str) -> bool:
+    """Whether the backend factory for ``url`` has a ``clock`` parameter of its own."""
+    from .registry import _resolve
+
+    try:
+        return "clock" in inspect.signature(_resolve(url)).parameters
+    except (TypeError, ValueError):  # a factory without a signature to inspect
+        return False
 
 
 def _check_manager_options(cls: type, options: Mapping[str, Any]) -> None:
@@ -73,12 +98,46 @@ def _check_manager_options(cls: type, options: Mapping[str, Any]) -> None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class TokenChange:
-    """What a save asks the frontend to send: a token to (re)issue, or ``None`` to clear."""
+class CommitOutcome(enum.Enum):
+    """What :meth:`SessionManager.commit` did with a request's session."""
 
-    token: str | None
+    UNCHANGED = "unchanged"  # nothing to store
+    TOUCHED = "touched"  # the idle deadline moved; the cookie already outlives it
+    SAVED = "saved"  # the data was stored by compare-and-set (merged into a successor, if it had one)
+    CREATED = "created"  # stored for the first time: the cookie is set
+    REGENERATED = "regenerated"  # a new token for the same data (a login, say): the cookie is set
+    ENDED = "ended"  # logged out or emptied: the cookie is cleared
+    GONE = "gone"  # the session ended elsewhere during the request: this request's changes were dropped
+    DEAD = "dead"  # the request carried a token whose session is gone: the cookie is cleared
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """The outcome of a save, and what the client must be sent.
+
+    ``token`` is set (with ``max_age``, the seconds until the absolute deadline)
+    when the client gets a new token; ``clear`` when it must forget its token.
+    Any other outcome sends nothing: the token the client holds is still right.
+    """
+
+    outcome: CommitOutcome
+    token: str | None = None
     max_age: int = 0
+
+    @property
+    def clear(self) -> bool:
+        return self.outcome in (CommitOutcome.ENDED, CommitOutcome.DEAD)
+
+
+_UNCHANGED = Commit(CommitOutcome.UNCHANGED)
+_TOUCHED = Commit(CommitOutcome.TOUCHED)
+_SAVED = Commit(CommitOutcome.SAVED)
+_GONE = Commit(CommitOutcome.GONE)
+#: How long a retired token is recognized as retired: requests that loaded its session
+#: before it was retired save through its marker within this time (see core/markers.py).
+IN_FLIGHT = timedelta(minutes=1)
+#: Forwards followed at most this many times in one save (a chain of logins racing).
+_MAX_HOPS = 8
 
 
 class SessionManager:
@@ -88,11 +147,14 @@ class SessionManager:
     Unknown, expired or forged tokens are never adopted. Two server-side clocks
     apply: ``idle_timeout`` (extended by use, at most once per
     ``idle_refresh_interval``) and ``absolute_timeout`` (counted from login or
-    creation, never extended). Nothing is stored until a session holds data,
-    and a request that only reads writes nothing. Saves are compare-and-set on
-    the record's version; on a conflict this request's key-level changes are
-    re-applied to the fresh record, and ``conflict_policy`` decides what happens
-    when both sides changed the same key.
+    creation, never extended); ``clock`` alone judges both, on every backend.
+    Nothing is stored until a session holds data, and a request that only reads
+    writes nothing. Every save, login, regeneration and logout is a
+    compare-and-set on the record's version; on a conflict this request's
+    key-level changes are re-applied to the fresh record (through the forward a
+    concurrent regeneration left, if any), and ``conflict_policy`` decides what
+    happens when both sides changed the same key. The client is sent a cookie
+    only when its token changes, living to the absolute deadline.
     """
 
     def __init__(
@@ -135,6 +197,7 @@ class SessionManager:
             raise ConfigurationError("max_save_attempts must be at least 1")
         self.max_save_attempts = max_save_attempts
         self.serializer: Serializer = serializer or JSONSerializer()
+        _check_clock(clock)
         self.clock = clock
         #: Dependency: the request's :class:`Session` (needs ``SessionMiddleware``).
         self.session = session_dependency(frontend)
@@ -175,7 +238,11 @@ class SessionManager:
             frontend = SessionFrontend(secret_key)
         elif secret_key is not None:
             raise ConfigurationError("pass either secret_key or frontend, not both")
-        return cls(backend_from_url(url, **dict(backend_options or {})), frontend, **options)
+        backend_options = dict(backend_options or {})
+        # One clock: the backend judges direct calls (without ``now``) by the manager's clock too.
+        if "clock" in options and "clock" not in backend_options and _takes_clock(url):
+            backend_options["clock"] = options["clock"]
+        return cls(backend_from_url(url, **backend_options), frontend, **options)
 
     @classmethod
     def from_settings(cls, settings: SessionSettings | None = None, **options: Any) -> Self:
@@ -223,193 +290,331 @@ class SessionManager:
 
     # -- deadlines ---------------------------------------------------------------------------
 
+    def _now(self) -> datetime:
+        return self.clock()
+
     def _deadline(self, created_at: datetime, now: datetime) -> datetime:
         return min(created_at + self.absolute_timeout, now + self.idle_timeout)
 
-    @staticmethod
-    def _seconds_left(expires_at: datetime, now: datetime) -> int:
-        return max(int((expires_at - now).total_seconds()), 0)
+    def _cookie_max_age(self, created_at: datetime, now: datetime) -> int:
+        """The cookie lives until the absolute deadline, so no idle extension ever needs a new one."""
+        return max(int((created_at + self.absolute_timeout - now).total_seconds()), 0)
+
+    def _marker(self, key: str, marker: Marker, now: datetime, version: int = 1) -> SessionRecord:
+        lifetime = max(IN_FLIGHT, self.regenerate_grace)
+        return marker_record(key, marker, now=now, lifetime=lifetime, absolute_timeout=self.absolute_timeout,
+                             version=version)
 
     # -- load and save (the middleware's two calls) ------------------------------------------
 
     async def load(self, token: str | None) -> Session:
-        """The session for a verified ``token``; an empty new session if it is unknown."""
+        """The session for a verified ``token``; an empty new session if it is unknown.
+
+        One store read (a second one only to follow a regenerated token within its
+        grace window). A token whose session is gone is never adopted.
+        """
         if token is None:
             return Session()
-        extended = False
+        key = cached_storage_key(token)
+        now = self._now()
         if self._fused:
-            now = self.clock()
-            record, extended = await self.backend.read_and_touch(  # type: ignore[attr-defined]
-                cached_storage_key(token),
+            record, _ = await self.backend.read_and_touch(  # type: ignore[attr-defined]
+                key,
                 now=now,
                 idle_timeout=self.idle_timeout,
                 absolute_timeout=self.absolute_timeout,
                 refresh_interval=self.idle_refresh_interval,
             )
+            fused = True
         else:
-            record = await self.backend.read(cached_storage_key(token))
-            now = self.clock()
-        if record is None or record.expires_at <= now:
-            return Session()  # strict mode: an unknown token is never adopted
+            record = await self.backend.read(key, now=now)
+            fused = False
+        marker = None if record is None else read_marker(record.payload)
+        if record is None or record.expires_at <= now or (marker is not None and marker.over(now)):
+            return await self._dead(key, now)  # strict mode: an unknown token is never adopted
+        if marker is not None:
+            for _ in range(_MAX_HOPS):  # within a grace window, through every plain regeneration since
+                if not marker.followable(now):
+                    break
+                assert marker.target is not None
+                successor = await self.backend.read(marker.target, now=now)
+                if successor is None:
+                    break
+                marker = read_marker(successor.payload)
+                if marker is None:
+                    return self._loaded(successor, token, now, fused=True)
+            retired = Session()
+            retired._superseded = True
+            return retired
+        return self._loaded(record, token, now, fused=fused)
+
+    async def _dead(self, key: str, now: datetime) -> Session:
+        """A session for a validly signed token whose session is gone (a second read, rare by nature)."""
+        session = Session()
+        marker = await self.backend.read(retired_key(key), now=now)
+        if marker is not None and (found := read_marker(marker.payload)) is not None and not found.over(now):
+            session._superseded = True  # a fresh session already replaced it: leave the cookie alone
+        else:
+            session._dead_key = key
+        return session
+
+    def _loaded(self, record: SessionRecord, token: str, now: datetime, *, fused: bool) -> Session:
         try:
             data = self.serializer.loads(record.payload)
         except SerializationError:
             logger.warning("discarding session %s…: payload cannot be decoded", record.key[:8])
             return Session()
         session = Session(data, record=record, token=token)
-        if extended:
-            session._extended = True
-        # Cheap test first: only near the refresh point is the full deadline worth computing.
-        elif not self._fused and now + self._touch_slack >= record.expires_at:
+        # Without a fused read, the idle extension is a touch at save time, only when due.
+        if not fused and now + self._touch_slack >= record.expires_at:
             target = self._deadline(record.created_at, now)
             if target - record.expires_at >= self.idle_refresh_interval:
                 session._touch_to = target
         return session
 
-    async def commit(self, session: Session) -> TokenChange | None:
-        """Persist what happened to ``session``; say what the client must be sent.
+    async def commit(self, session: Session) -> Commit:
+        """Persist what happened to ``session`` and say what the client must be sent.
 
-        Raises ``SessionConflict`` only under ``conflict_policy="raise"`` or when
-        ``max_save_attempts`` compare-and-set rounds all lost.
+        Every store write is a compare-and-set or an insert. A session that ended
+        elsewhere during the request gives :attr:`CommitOutcome.GONE` (this request's
+        changes are dropped, with a log line). Raises ``SessionConflict`` under
+        ``conflict_policy="raise"`` when a concurrent request changed a key this
+        one changed too, when this request changes a session through a token
+        that was retired meanwhile, when a concurrent login or regeneration won,
+        or when ``max_save_attempts`` rounds all lost.
         """
         record = session._record
-        if not session.modified:
-            if session._extended and record is not None:
-                session._extended = False
-                return TokenChange(session._token, self._seconds_left(record.expires_at, self.clock()))
-            if session._touch_to is None or record is None:
-                return None
-            return await self._touch(session, record, session._touch_to)
-        if record is not None and not (session._invalidated or session._regenerate) and (
-            session or session._user_id is not None
-        ):
-            # The common write, kept inline (it runs on every modifying request): one compare-and-set.
-            now = self.clock()
-            new = self._next(session, record, self.serializer.dumps(session), now)
-            try:
-                version = await self.backend.update(new, record.version)
-            except SessionConflict:
-                return await self._save_after_conflict(session, record, now)
-            return self._saved(session, new, version, record.expires_at, now)
-        now = self.clock()
-        ended = False
-        if session._invalidated:
-            session._invalidated = False
-            if record is not None:
-                await self.backend.delete(record.key)  # logout: no grace for the old token
-                ended = True
-            record = session._record = None
-            session._token = None
-        empty = not session and session._user_id is None
+        if session._superseded:
+            if session.modified and (session._regenerate or session or session._user_id is not None):
+                raise SessionConflict("the session's token was replaced by a newer one; retry with it")
+            return _UNCHANGED
         if record is None:
-            change = None if empty else await self._create(session, now, now)
-            return change or (TokenChange(None) if ended else None)
-        if empty:  # everything was popped: the session ends, as with Starlette's
-            await self.backend.delete(record.key)
-            self._forget(session)
-            return TokenChange(None)
-        # What is left is a regeneration: a plain write took the path at the top.
-        logged_in = session._user_id != record.user_id
-        change = await self._create(session, now, now if logged_in else record.created_at)
-        # A token that was someone's login is not left usable after a change of user.
-        await self._retire(record.key, now, grace=record.user_id in (None, session._user_id))
-        return change
-
-    async def _create(self, session: Session, now: datetime, created_at: datetime) -> TokenChange:
-        payload = self.serializer.dumps(session)
-        expires_at = self._deadline(created_at, now)
-        for _ in range(3):  # a 256-bit collision is not going to happen; a broken RNG might
-            token = new_token()
-            record = SessionRecord(
-                storage_key(token), payload, session._user_id, created_at, expires_at, 1
-            )
+            if session.modified and (session or session._user_id is not None):
+                return await self._create_fresh(session, self._now())
+            return Commit(CommitOutcome.DEAD) if session._dead_key is not None else _UNCHANGED
+        if not session.modified:
+            to, session._touch_to = session._touch_to, None
+            if to is None:
+                return _UNCHANGED
+            if await self.backend.touch(record.key, to, now=self._now()):
+                session._record = replace(record, expires_at=to)
+                return _TOUCHED
+            return self._gone(session, record)
+        now = self._now()
+        if session._invalidated:
+            return await self._end(session, record, now)
+        if session._regenerate:
+            return await self._regenerate(session, record, now)
+        if session or session._user_id is not None:
+            # The common write, kept inline (it runs on every modifying request): one compare-and-set.
+            new = self._next(record, self.serializer.dumps(session), record.user_id, now)
             try:
-                await self.backend.create(record)
-            except SessionExists:
-                continue
-            session._record, session._token = record, token
-            session._regenerate = False
-            session.modified = False
-            return TokenChange(token, self._seconds_left(expires_at, now))
-        raise SessionExists("could not find a free session key")
+                version = await self.backend.update(new, record.version, now=now)
+            except SessionConflict:
+                return await self._save_after_conflict(session, record, now, lost=True)
+            except SessionNotFound:
+                return self._gone(session, record)
+            self._stored(session, new, version)
+            return _SAVED
+        return await self._save_after_conflict(session, record, now, lost=False)  # emptied: see there
 
-    async def _retire(self, key: str, now: datetime, *, grace: bool = True) -> None:
-        """Delete an old key, or let it live for ``regenerate_grace`` for in-flight requests.
+    # -- the outcomes ------------------------------------------------------------------------
 
-        In its grace window the old record is re-stored with its absolute deadline
-        pinned to the window's end, so the requests using it cannot extend it.
-        """
-        old = await self.backend.read(key) if grace and self.regenerate_grace else None
-        if not await self.backend.delete(key) or old is None:
-            return
-        end = min(now + self.regenerate_grace, old.expires_at)
-        await self.backend.create(replace(old, created_at=end - self.absolute_timeout, expires_at=end, version=1))
+    def _gone(self, session: Session, record: SessionRecord) -> Commit:
+        logger.info("session %s… ended during the request; its changes were dropped", record.key[:8])
+        self._forget(session)
+        return _GONE
 
-    async def _touch(self, session: Session, record: SessionRecord, to: datetime) -> TokenChange:
-        session._touch_to = None
-        if not await self.backend.touch(record.key, to):
-            self._forget(session)
-            return TokenChange(None)
-        session._record = SessionRecord(
-            record.key, record.payload, record.user_id, record.created_at, to, record.version
-        )
-        return TokenChange(session._token, self._seconds_left(to, self.clock()))
-
-    def _next(self, session: Session, record: SessionRecord, payload: bytes, now: datetime) -> SessionRecord:
-        """The record a save writes: built with the version the backend will give it."""
-        expires_at = min(record.created_at + self.absolute_timeout, now + self.idle_timeout)
-        return SessionRecord(record.key, payload, session._user_id, record.created_at, expires_at, record.version + 1)
-
-    def _saved(
-        self, session: Session, new: SessionRecord, version: int, previous_expiry: datetime, now: datetime
-    ) -> TokenChange | None:
+    def _stored(self, session: Session, new: SessionRecord, version: int) -> None:
         if version != new.version:  # a backend numbering versions its own way
-            new = SessionRecord(new.key, new.payload, new.user_id, new.created_at, new.expires_at, version)
+            new = replace(new, version=version)
         session._record = new
         session.modified = False
         session._touch_to = None
-        extended, session._extended = session._extended, False
-        # The cookie's Max-Age follows the expiry, re-sent no more often than a touch.
-        if not extended and new.expires_at - previous_expiry < self.idle_refresh_interval:
-            return None
-        return TokenChange(session._token, self._seconds_left(new.expires_at, now))
+
+    def _next(self, record: SessionRecord, payload: bytes, user_id: str | None, now: datetime) -> SessionRecord:
+        """The record a save writes over ``record``, built with the version the backend will give it."""
+        return SessionRecord(record.key, payload, user_id, record.created_at,
+                             self._deadline(record.created_at, now), record.version + 1)
+
+    async def _create_fresh(self, session: Session, now: datetime) -> Commit:
+        """A first save: a new record, and (for a dead token) a marker so stale tabs leave the cookie alone."""
+        if session._dead_key is not None:
+            try:
+                await self.backend.create(self._marker(retired_key(session._dead_key), Marker(None), now), now=now)
+            except SessionExists:
+                # Another request with the same dead token started a session first: its cookie stands.
+                raise SessionConflict("a concurrent request started a new session for this client") from None
+        token = await self._insert(session, self.serializer.dumps(session), session._user_id, now, now)
+        return Commit(CommitOutcome.CREATED, token, self._cookie_max_age(now, now))
+
+    async def _insert(
+        self, session: Session, payload: bytes, user_id: str | None, created_at: datetime, now: datetime
+    ) -> str:
+        expires_at = self._deadline(created_at, now)
+        for _ in range(3):  # a 256-bit collision is not going to happen; a broken RNG might
+            token = new_token()
+            record = SessionRecord(storage_key(token), payload, user_id, created_at, expires_at, 1)
+            try:
+                await self.backend.create(record, now=now)
+            except SessionExists:
+                continue
+            session._record, session._token = record, token
+            session._dead_key = None
+            session._regenerate = False
+            session.modified = False
+            return token
+        raise SessionExists("could not find a free session key")
+
+    async def _fresh(self, key: str, now: datetime) -> SessionRecord | None:
+        """The live session data behind ``key``, through forwards; ``None`` if it ended."""
+        for _ in range(_MAX_HOPS):
+            record = await self.backend.read(key, now=now)
+            if record is None:
+                return None
+            marker = read_marker(record.payload)
+            if marker is None:
+                return record
+            if marker.target is None or marker.over(now):
+                return None  # retired (ended on purpose), or a forward past its in-flight window
+            key = marker.target
+        raise SessionConflict("too many concurrent regenerations of one session")
 
     async def _save_after_conflict(
-        self, session: Session, record: SessionRecord, now: datetime
-    ) -> TokenChange | None:
-        """Re-read, re-apply this request's key-level changes, and compare-and-set again."""
+        self, session: Session, loaded: SessionRecord, now: datetime, *, lost: bool
+    ) -> Commit:
+        """Re-read (through a forward, if the session was regenerated meanwhile), re-apply this
+        request's key-level changes, and compare-and-set again. Also decides whether an emptied
+        session ends: only if it is still empty once the concurrent changes are in.
+
+        ``lost``: a compare-and-set on ``loaded`` has already failed, so start by re-reading.
+        """
         ours = dict(session)
-        original = self.serializer.loads(record.payload)
-        previous_expiry = record.expires_at
-        for _ in range(self.max_save_attempts - 1):
-            fresh = await self.backend.read(record.key)
-            if fresh is None:  # revoked meanwhile: never resurrect it
-                logger.info("session %s… ended during the request; changes dropped", record.key[:8])
+        original = self.serializer.loads(loaded.payload)
+        current: SessionRecord | None = loaded
+        merged = ours
+        for attempt in range(int(lost), self.max_save_attempts):  # the failed one counts as a round
+            if attempt:
+                current = await self._fresh(loaded.key if current is None else current.key, now)
+                if current is None:
+                    return self._gone(session, loaded)
+                merged = self._merge(original, ours, self.serializer.loads(current.payload))
+            assert current is not None
+            if not merged and current.user_id is None:
+                # Everything was popped: the session ends, as with Starlette's.
+                retired = self._marker(current.key, Marker(None), now, current.version + 1)
+                try:
+                    await self.backend.update(retired, current.version, now=now)
+                except SessionConflict:
+                    continue
+                except SessionNotFound:
+                    return self._gone(session, loaded)
                 self._forget(session)
-                return TokenChange(None)
-            merged = self._merge(original, ours, self.serializer.loads(fresh.payload))
-            dict.clear(session)
-            dict.update(session, merged)
-            new = self._next(session, fresh, self.serializer.dumps(merged), now)
+                return Commit(CommitOutcome.ENDED)
+            new = self._next(current, self.serializer.dumps(merged), current.user_id, now)
             try:
-                version = await self.backend.update(new, fresh.version)
+                version = await self.backend.update(new, current.version, now=now)
             except SessionConflict:
                 continue
-            return self._saved(session, new, version, previous_expiry, now)
+            except SessionNotFound:
+                return self._gone(session, loaded)
+            dict.clear(session)
+            dict.update(session, merged)
+            self._stored(session, new, version)
+            return _SAVED
         raise SessionConflict(f"save lost {self.max_save_attempts} compare-and-set rounds")
+
+    async def _end(self, session: Session, loaded: SessionRecord, now: datetime) -> Commit:
+        """Logout: the record becomes "retired", through any forward (a login that raced this logout)."""
+        current: SessionRecord | None = loaded
+        for attempt in range(self.max_save_attempts):
+            if attempt:
+                current = await self._fresh(current.key if current is not None else loaded.key, now)
+            if current is None:
+                return self._gone(session, loaded)
+            retired = self._marker(current.key, Marker(None), now, current.version + 1)
+            try:
+                await self.backend.update(retired, current.version, now=now)
+            except SessionConflict:
+                continue
+            except SessionNotFound:
+                return self._gone(session, loaded)
+            session._invalidated = False
+            self._forget(session)
+            return Commit(CommitOutcome.ENDED)
+        raise SessionConflict(f"logout lost {self.max_save_attempts} compare-and-set rounds")
+
+    async def _regenerate(self, session: Session, loaded: SessionRecord, now: datetime) -> Commit:
+        """A new token for the session's data; the old record becomes a forward to it.
+
+        The new record is inserted first (nobody knows its key yet), then the old
+        one is replaced by the forward with a compare-and-set on the version this
+        request loaded. If a concurrent save got there first, its changes are merged
+        into the new record and the compare-and-set tried again, so nothing is lost.
+        """
+        user_id = session._user_id
+        login = user_id != loaded.user_id
+        created_at = now if login else loaded.created_at  # a login starts a fresh absolute clock
+        ours = dict(session)
+        original: dict[str, Any] | None = None
+        token = await self._insert(session, self.serializer.dumps(ours), user_id, created_at, now)
+        new = session._record
+        assert new is not None
+        # Loads follow the old token only after a plain regeneration: after a login it may be a planted one.
+        until = now + self.regenerate_grace if self.regenerate_grace and not login else None
+        current = loaded
+        for _ in range(self.max_save_attempts):
+            forward = self._marker(current.key, Marker(new.key, until), now, current.version + 1)
+            try:
+                await self.backend.update(forward, current.version, now=now)
+            except SessionNotFound:
+                await self.backend.delete(new.key, now=now)
+                return self._gone(session, loaded)
+            except SessionConflict:
+                fresh = await self.backend.read(current.key, now=now)
+                marker = None if fresh is None else read_marker(fresh.payload)
+                if fresh is None or (marker is not None and (marker.target is None or marker.over(now))):
+                    await self.backend.delete(new.key, now=now)
+                    return self._gone(session, loaded)
+                if marker is not None:  # a concurrent regeneration or login won: its token stands
+                    await self.backend.delete(new.key, now=now)
+                    if await self._fresh(current.key, now) is None:  # ...unless that session ended too
+                        return self._gone(session, loaded)
+                    self._forget(session)
+                    raise SessionConflict("a concurrent request regenerated this session first") from None
+                original = original if original is not None else self.serializer.loads(loaded.payload)
+                merged = self._merge(original, ours, self.serializer.loads(fresh.payload))
+                replacement = SessionRecord(new.key, self.serializer.dumps(merged), user_id, created_at,
+                                            new.expires_at, new.version + 1)
+                try:
+                    version = await self.backend.update(replacement, new.version, now=now)
+                except (SessionConflict, SessionNotFound):
+                    raise SessionConflict("the regenerated session changed before it was handed out") from None
+                new = replace(replacement, version=version)
+                dict.clear(session)
+                dict.update(session, merged)
+                current = fresh
+                continue
+            session._record = new
+            return Commit(CommitOutcome.REGENERATED, token, self._cookie_max_age(created_at, now))
+        await self.backend.delete(new.key, now=now)
+        raise SessionConflict(f"regeneration lost {self.max_save_attempts} compare-and-set rounds")
 
     def _merge(
         self, original: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any]
     ) -> dict[str, Any]:
-        """Re-apply this request's key-level changes on top of the stored data."""
+        """Re-apply this request's key-level changes on top of the stored data.
+
+        Under ``conflict_policy="raise"``, a key this request changed that a concurrent
+        request changed too since this request's read is a conflict, whatever the values.
+        """
         merged = dict(theirs)
         for key in ours.keys() | original.keys():
             mine = ours.get(key, _MISSING)
             before = original.get(key, _MISSING)
             if mine == before:
                 continue  # we did not touch this key; keep theirs
-            now_stored = theirs.get(key, _MISSING)
-            if (self.conflict_policy == "raise" and now_stored != before and now_stored != mine):
+            if self.conflict_policy == "raise" and theirs.get(key, _MISSING) != before:
                 raise SessionConflict(f"session key {key!r} was changed by a concurrent request")
             if mine is _MISSING:
                 merged.pop(key, None)
@@ -422,6 +627,7 @@ class SessionManager:
         dict.clear(session)
         session._record = session._token = session._touch_to = None
         session._user_id = None
+        session._regenerate = False
         session.modified = False
 
     # -- direct API (no middleware) ----------------------------------------------------------
@@ -432,9 +638,9 @@ class SessionManager:
         """Store a new session now and return its public session id (a signed token)."""
         session = Session(data)
         session._user_id = user_id
-        change = await self._create(session, self.clock(), self.clock())
-        assert change.token is not None
-        return self.frontend.sign(change.token)
+        now = self._now()
+        token = await self._insert(session, self.serializer.dumps(session), user_id, now, now)
+        return self.frontend.sign(token)
 
     async def get_session(self, session_id: str) -> Session | None:
         """The live session for a public session id, or ``None``; extends its idle clock."""
@@ -444,11 +650,12 @@ class SessionManager:
         session = await self.load(token)
         if session.is_new:
             return None
-        session._extended = False  # no cookie to refresh on this path
-        if session._touch_to is not None and session._record is not None:
-            change = await self._touch(session, session._record, session._touch_to)
-            if change.token is None:
+        record, to = session._record, session._touch_to
+        if to is not None and record is not None:
+            session._touch_to = None
+            if not await self.backend.touch(record.key, to, now=self._now()):
                 return None
+            session._record = replace(record, expires_at=to)
         return session
 
     async def save_session(self, session: Session) -> str | None:
@@ -462,25 +669,25 @@ class SessionManager:
     async def delete_session(self, session_id: str) -> bool:
         """End the session behind a public session id. Idempotent."""
         token = self.frontend.unsign(session_id)
-        return token is not None and await self.backend.delete(storage_key(token))
+        return token is not None and await self.backend.delete(storage_key(token), now=self._now())
 
     # -- per-user index ----------------------------------------------------------------------
 
     async def list_sessions(self, user_id: str) -> list[SessionInfo]:
         """The user's live sessions (metadata only), oldest first."""
-        records = await self.backend.list_by_user(user_id)
-        now = self.clock()
-        infos = [SessionInfo.of(r) for r in records if r.expires_at > now]
+        now = self._now()
+        records = await self.backend.list_by_user(user_id, now=now)
+        infos = [SessionInfo.of(r) for r in records if r.expires_at > now and read_marker(r.payload) is None]
         return sorted(infos, key=lambda info: info.created_at)
 
     async def revoke(self, key: str) -> bool:
         """End one session by its storage key (from :meth:`list_sessions`)."""
-        return await self.backend.delete(key)
+        return await self.backend.delete(key, now=self._now())
 
     async def revoke_user(self, user_id: str) -> int:
         """End every session of ``user_id`` ("log out everywhere"); return how many ended."""
-        return await self.backend.delete_by_user(user_id)
+        return await self.backend.delete_by_user(user_id, now=self._now())
 
     async def purge_expired(self) -> int:
         """Remove expired records from the store; return how many went."""
-        return await self.backend.purge_expired()
+        return await self.backend.purge_expired(now=self._now())

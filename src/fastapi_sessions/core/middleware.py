@@ -27,17 +27,39 @@ async def _send_error(send: Send, error: tuple[int, bytes]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _add_vary(message: Message, name: bytes) -> None:
-    """Add ``name`` to the response's Vary header; on raw headers, as this runs per request."""
-    headers = message.setdefault("headers", [])
+def _raw_headers(message: Message) -> list[tuple[bytes, bytes]]:
+    """The response start's header list, created if the app sent none (ASGI allows leaving it out)."""
+    headers = message.get("headers")
     if not isinstance(headers, list):
-        headers = message["headers"] = list(headers)
+        headers = message["headers"] = list(headers or ())
+    return headers
+
+
+def _add_vary(message: Message, name: bytes) -> None:
+    """Add ``name`` to the response's Vary header unless one of its tokens already names it (or ``*``)."""
+    headers = _raw_headers(message)
+    wanted = name.lower()
     for index, (key, value) in enumerate(headers):
         if key.lower() == b"vary":
-            if name.lower() not in value.lower():
+            tokens = {token.strip().lower() for token in value.split(b",")}
+            if wanted not in tokens and b"*" not in tokens:
                 headers[index] = (key, value + b", " + name)
             return
     headers.append((b"vary", name))
+
+
+def _private(message: Message) -> None:
+    """A response that hands out or clears a token is for one client: no shared cache may store it."""
+    headers = _raw_headers(message)
+    for index, (key, value) in enumerate(headers):
+        if key.lower() == b"cache-control":
+            directives = [d.strip() for d in value.split(b",") if d.strip()]
+            kept = [d for d in directives if d.lower() != b"public" and not d.lower().startswith(b"s-maxage")]
+            if not any(d.lower() in (b"private", b"no-store") for d in kept):
+                kept.insert(0, b"private")
+            headers[index] = (key, b", ".join(kept))
+            return
+    headers.append((b"cache-control", b"private, no-store"))
 
 
 class SessionMiddleware:
@@ -91,7 +113,7 @@ class SessionMiddleware:
                 return
             started = True
             try:
-                change = await manager.commit(session)
+                result = await manager.commit(session)
             except (BackendUnavailable, SessionConflict) as exc:
                 replaced = True
                 unavailable = isinstance(exc, BackendUnavailable)
@@ -100,12 +122,13 @@ class SessionMiddleware:
                 return
             if session.accessed:
                 _add_vary(message, vary)
-            if change is not None:
-                headers = MutableHeaders(scope=message)
-                if change.token is None:
-                    frontend.clear(headers)
+            if result.token is not None or result.clear:
+                _private(message)
+                headers = MutableHeaders(raw=_raw_headers(message))
+                if result.token is not None:
+                    frontend.issue(headers, result.token, result.max_age)
                 else:
-                    frontend.issue(headers, change.token, change.max_age)
+                    frontend.clear(headers)
             await send(message)
 
         try:

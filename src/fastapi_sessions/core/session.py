@@ -33,7 +33,10 @@ class Session(_StarletteSession):
     _regenerate: bool = False
     _invalidated: bool = False
     _touch_to: datetime | None = None
-    _extended: bool = False  # the backend extended the expiry while reading; re-send the cookie
+    # The request's token was validly signed but its session is gone: the storage key it had.
+    _dead_key: str | None = None
+    # The request's token was retired (regenerated, logged out, replaced): no session, no cookie, no writes.
+    _superseded: bool = False
 
     def __init__(
         self,
@@ -97,7 +100,7 @@ class Session(_StarletteSession):
         self.mark_modified()
 
     def invalidate(self) -> None:
-        """End the session: clear the data, delete the record and the cookie at save time."""
+        """End the session: clear the data; at save time its record is retired and the cookie cleared."""
         super().clear()
         self._user_id = None
         self._invalidated = True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from fastapi.security.base import SecurityBase
@@ -62,17 +62,25 @@ class BaseFrontend(SecurityBase):
         return self._signer.unsign(session_id)
 
     def extract(self, scope: Scope) -> str | None:
-        value = self.find(scope)
-        return self._signer.unsign(value) if value is not None else None
+        """The first value the request carries that verifies, as its token."""
+        for value in self.candidates(scope):
+            token = self._signer.unsign(value)
+            if token is not None:
+                return token
+        return None
 
     def find(self, scope: Scope) -> str | None:
-        """The raw (still signed) value the request carries, if any."""
+        """The first raw (still signed) value the request carries, if any."""
+        return next(iter(self.candidates(scope)), None)
+
+    def candidates(self, scope: Scope) -> Iterator[str]:
+        """Every raw value the request carries, in order (a browser may send two cookies of one name)."""
         raise NotImplementedError
 
     def __call__(self, request: Request) -> str | None:
-        value = self.find(request.scope)
-        if value is not None and self._signer.unsign(value) is not None:
-            return value
+        for value in self.candidates(request.scope):
+            if self._signer.unsign(value) is not None:
+                return value
         return None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 from fastapi.openapi.models import APIKey, APIKeyIn
@@ -96,7 +96,9 @@ class CookieFrontend(BaseFrontend):
         self._attributes = "; ".join(attributes)
         self._cookie_prefix = cookie_name + "="
 
-    def find(self, scope: Scope) -> str | None:
+    def candidates(self, scope: Scope) -> Iterator[str]:
+        # A browser sends two cookies of one name when they differ in Path or Domain (or one was
+        # planted from a sibling domain): each is tried in turn, and the first that verifies wins.
         for key, raw in scope["headers"]:
             if key != b"cookie":
                 continue
@@ -104,8 +106,7 @@ class CookieFrontend(BaseFrontend):
             for chunk in raw.decode("latin-1").split(";"):
                 chunk = chunk.strip()
                 if chunk.startswith(self._cookie_prefix):
-                    return str(chunk[len(self._cookie_prefix):].strip('"'))
-        return None
+                    yield str(chunk[len(self._cookie_prefix):].strip('"'))
 
     def set_cookie_header(self, value: str, max_age: int | None) -> str:
         if max_age is None or not self.persistent:

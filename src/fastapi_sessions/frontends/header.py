@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from fastapi.openapi.models import APIKey, APIKeyIn, HTTPBearer
 from starlette.datastructures import MutableHeaders
@@ -51,16 +51,17 @@ class HeaderFrontend(BaseFrontend):
             self.model = APIKey(**{"in": APIKeyIn.header}, name=header_name)  # type: ignore[arg-type]
         self.scheme_name = scheme_name or type(self).__name__
 
-    def find(self, scope: Scope) -> str | None:
+    def candidates(self, scope: Scope) -> Iterator[str]:
         value = header_value(scope, self._lookup)
         if value is None:
-            return None
+            return
         if not self.bearer:
-            return value.strip() or None
-        scheme, _, credentials = value.strip().partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-        return credentials.strip() or None
+            value = value.strip()
+        else:
+            scheme, _, credentials = value.strip().partition(" ")
+            value = credentials.strip() if scheme.lower() == "bearer" else ""
+        if value:
+            yield value
 
     def issue(self, headers: MutableHeaders, token: str, max_age: int) -> None:
         headers[self.response_header] = self.sign(token)
