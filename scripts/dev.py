@@ -98,7 +98,11 @@ def ensure_env(env: Path, requirement: tuple[str, ...], pins: list[str]) -> None
         venv.EnvBuilder(with_pip=True).create(env)
     stamp = env / ".fastapi-sessions-installed"
     sources = [ROOT / "pyproject.toml", ROOT / "examples" / "plugin" / "pyproject.toml"]
-    fingerprint = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
+    # The checkout's path is part of it: an editable install points at one checkout, so a venv shared by
+    # several (FASTAPI_SESSIONS_VENV) must be reinstalled when another one uses it.
+    fingerprint = hashlib.sha256(
+        b"".join(path.read_bytes() for path in sources) + str(ROOT).encode()
+    ).hexdigest()
     done = set(stamp.read_text().split()) if stamp.exists() else set()
     wanted = f"{fingerprint}:{'+'.join(requirement)}"
     # The full install covers the smaller one.
