@@ -2,7 +2,7 @@
 
     python benchmarks/load.py [--clients 200] [--duration 20 | --requests N] [--backends memory,redis,postgres]
                               [--libraries ours,starsessions] [--mix rmw,ro] [--backend-option KEY=VALUE ...]
-                              [--timeout 30] [--warmup 1] [--client raw|httpx] [--json out.json]
+                              [--timeout 60] [--warmup 1] [--client raw|httpx] [--json out.json]
 
 For every backend, mix and library it starts ``uvicorn load_app:create_app``
 (one worker process, a fresh key prefix or table), warms every client up (its
@@ -338,7 +338,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="rmw (read-modify-write), ro (read-only), or both (default)")
     p.add_argument("--backend-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
                    help="passed to our backend as backend_options (e.g. pool_size=40); JSON values are decoded")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds before a request counts as a timeout")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds before a request counts as a timeout (default 60: above the server's own bounds)")
     p.add_argument("--warmup", type=int, default=1, help="untimed requests per client after its setup (default 1)")
     p.add_argument("--client", choices=("raw", "httpx"), default="raw", help="HTTP client of the generator")
     p.add_argument("--json", type=Path, help="also write every figure here")
