@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             if row["lost_acknowledged_writes"] or row["sessions_lost"] or row["ready_clients"] != row["clients"]:
                 bad = True
             if row["server_tracebacks"]:
-                print(f"- {name}: the server logged {row['server_tracebacks']} tracebacks "
+                print(f"- {name}: the server logged {row['server_tracebacks']} traceback blocks "
                       f"in {row['server_log_lines']} lines")
     print(f"\n(total wall time {time.perf_counter() - started:.0f} s)", file=sys.stderr)
     if args.json:

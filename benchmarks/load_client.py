@@ -30,6 +30,11 @@ MIX_TITLES = {"rmw": "read-modify-write", "ro": "read-only"}
 RMW_PATH = MIXES["rmw"][1]
 # After a connection error: the pause before the next attempt, so a dead server is not spun on.
 ERROR_PAUSE = 0.05
+# Warm-up: how many clients set up at once (a burst of 200 first requests is not what is measured),
+# and how often a failed warm-up request is tried before the client is left out.
+WARMUP_CONCURRENCY = 25
+WARMUP_ATTEMPTS = 5
+WARMUP_PAUSE = 0.1
 
 
 class HTTP(Protocol):
@@ -214,13 +219,25 @@ class Client:
             self.acknowledged += 1
         return status, body
 
+    async def _until_ok(self, method: str, path: str, stats: Stats) -> bool:
+        for attempt in range(WARMUP_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(WARMUP_PAUSE)
+            reply = await self.send(method, path, stats)
+            if reply is not None and reply[0] == 200:
+                return True
+        return False
+
     async def setup(self, mix: str, warmup: int, stats: Stats) -> None:
-        """Create this client's session, then ``warmup`` requests of the mix; ready only if all went well."""
-        reply = await self.send(*SETUP, stats)
-        ok = reply is not None and reply[0] == 200 and bool(self.jar.cookies)
+        """Create this client's session, then ``warmup`` requests of the mix; ready only if all went well.
+
+        A step that fails (a 503 from a pool that is full right now, say) is
+        retried a few times: warm-up is there to create the sessions, errors
+        are measured in the timed phase.
+        """
+        ok = await self._until_ok(*SETUP, stats) and bool(self.jar.cookies)
         for _ in range(warmup if ok else 0):
-            reply = await self.send(*MIXES[mix], stats)
-            ok = ok and reply is not None and reply[0] == 200
+            ok = ok and await self._until_ok(*MIXES[mix], stats)
         self.ready = ok
 
     async def run(self, mix: str, more: Callable[[], bool], stats: Stats) -> None:
@@ -271,7 +288,13 @@ async def generate(host: str, port: int, *, clients: int, mix: str, duration: fl
     pool = [Client(make(host, port), request_timeout) for _ in range(clients)]
     untimed, timed = Stats(), Stats()
     try:
-        await asyncio.gather(*(c.setup(mix, warmup, untimed) for c in pool))
+        gate = asyncio.Semaphore(WARMUP_CONCURRENCY)
+
+        async def warm(c: Client) -> None:
+            async with gate:
+                await c.setup(mix, warmup, untimed)
+
+        await asyncio.gather(*(warm(c) for c in pool))
         ready = [c for c in pool if c.ready]
         server_start, cpu, started = server_cpu(), time.process_time(), time.perf_counter()
         if requests is not None:
