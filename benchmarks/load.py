@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -133,10 +134,15 @@ class Server:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def log_summary(self) -> dict[str, Any]:
-        text = self.log.read_text(errors="replace")
-        lines = text.splitlines()
-        return {"server_log_lines": len(lines), "server_tracebacks": text.count("Traceback (most recent call last)"),
-                "server_log_tail": lines[-8:]}
+        # Streamed: during an outage of the store the log can reach hundreds of MB.
+        lines = tracebacks = 0
+        tail: deque[str] = deque(maxlen=8)
+        with self.log.open(errors="replace") as log:
+            for line in log:
+                lines += 1
+                tracebacks += line.startswith("Traceback (most recent call last)")
+                tail.append(line.rstrip("\n"))
+        return {"server_log_lines": lines, "server_tracebacks": tracebacks, "server_log_tail": list(tail)}
 
 
 @contextlib.contextmanager
@@ -218,6 +224,8 @@ def summarize(run: Run, r: LoadResult) -> dict[str, Any]:
         "lost_acknowledged_writes": r.lost_writes,
         "unacknowledged_stored_writes": r.unacknowledged_writes,
         "sessions_lost": r.sessions_lost,
+        "sessions_unreadable": r.unreadable,
+        "resent_on_closed_keepalive": r.resent,
         "generator_cpu_s": r.generator_cpu,
         "generator_cpu_pct": 100 * r.generator_cpu / r.elapsed if r.elapsed else None,
         "generator_cpu_us_per_request": 1e6 * r.generator_cpu / answered if answered else None,
@@ -271,6 +279,8 @@ def cells(row: dict[str, Any]) -> list[str]:
     lost = str(row["lost_acknowledged_writes"]) if row["mix"] == "rmw" else "— (no writes)"
     if row["sessions_lost"]:
         lost += f" ({row['sessions_lost']} sessions lost)"
+    if row["sessions_unreadable"]:
+        lost += f" ({row['sessions_unreadable']} sessions unreadable)"
     if row["ready_clients"] != row["clients"]:
         errors += f" ({row['clients'] - row['ready_clients']} clients failed warm-up)"
     return [*head, f"{row['requests_per_s']:.0f} ({row['ok_per_s']:.0f})", _num(row["p50_ms"]), _num(row["p99_ms"]),
@@ -391,8 +401,12 @@ def main(argv: list[str] | None = None) -> int:
             bad = True
             print(f"- FAILED {name}: {row['failed']}")
         elif "skipped" not in row:
-            if row["lost_acknowledged_writes"] or row["sessions_lost"] or row["ready_clients"] != row["clients"]:
+            if (row["lost_acknowledged_writes"] or row["sessions_lost"] or row["sessions_unreadable"]
+                    or row["ready_clients"] != row["clients"]):
                 bad = True
+            if row["resent_on_closed_keepalive"]:
+                print(f"- {name}: {row['resent_on_closed_keepalive']} requests resent on a fresh connection: "
+                      "the server had closed the idle keep-alive one without saying so (uvicorn does after a 500)")
             if row["server_tracebacks"]:
                 print(f"- {name}: the server logged {row['server_tracebacks']} traceback blocks "
                       f"in {row['server_log_lines']} lines")

@@ -59,6 +59,9 @@ class RawHTTP:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._heads: dict[tuple[str, str, str], bytes] = {}
+        self._reused = False  # an answer has come back on the current connection
+        self._answered = False  # the current exchange has its status line and headers
+        self.resent = 0  # requests resent after the server had closed an idle keep-alive connection
 
     def _head(self, method: str, path: str, cookie: str) -> bytes:
         key = (method, path, cookie)
@@ -75,12 +78,30 @@ class RawHTTP:
         return head
 
     async def request(self, method: str, path: str, cookie: str) -> tuple[int, list[bytes], bytes]:
+        head = self._head(method, path, cookie)
+        reused = self._writer is not None and self._reused
+        try:
+            return await self._exchange(head)
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            # A reused keep-alive connection the server had closed (uvicorn does after a 500, without saying
+            # so): nothing of an answer arrived, so the server never took the request. Resent once on a fresh
+            # connection, as HTTP clients do (RFC 9112, 9.3.1); a second failure is a connection error.
+            if not reused or self._answered or (isinstance(exc, asyncio.IncompleteReadError) and exc.partial):
+                raise
+            self.close()
+            self.resent += 1
+            return await self._exchange(head)
+
+    async def _exchange(self, request: bytes) -> tuple[int, list[bytes], bytes]:
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+            self._reused = False
         reader, writer = self._reader, self._writer
         assert reader is not None
-        writer.write(self._head(method, path, cookie))
+        self._answered = False
+        writer.write(request)
         head = await reader.readuntil(b"\r\n\r\n")
+        self._answered = self._reused = True
         lines = head[:-4].split(b"\r\n")
         status = int(lines[0][9:12])
         length: int | None = None
@@ -245,16 +266,21 @@ class Client:
         while more():
             await self.send(method, path, stats)
 
-    async def stored_counter(self, stats: Stats) -> int | None:
-        """The counter the store holds for this session (read-only route); None if the session is gone."""
-        for _ in range(3):  # a read-back lost to a connection error is retried
+    async def stored_counter(self, stats: Stats) -> tuple[bool, int | None]:
+        """(answered, counter): the counter the store holds for this session, through the read-only route.
+
+        ``(True, None)``: the server answered 200 without a counter, so the
+        session is gone. ``(False, None)``: no 200 after a few attempts (the
+        store is failing), so nothing can be said about this session.
+        """
+        for attempt in range(WARMUP_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(WARMUP_PAUSE)
             reply = await self.send(*COUNTER, stats)
-            if reply is not None:
-                break
-        if reply is None or reply[0] != 200:
-            return None
-        value: Any = json.loads(reply[1]).get("value")
-        return value if isinstance(value, int) else None
+            if reply is not None and reply[0] == 200:
+                value: Any = json.loads(reply[1]).get("value")
+                return True, value if isinstance(value, int) else None
+        return False, None
 
 
 @dataclass
@@ -269,7 +295,9 @@ class LoadResult:
     acknowledged: int
     lost_writes: int  # acknowledged increments missing from the stored counters
     unacknowledged_writes: int  # increments stored without a 200 (a timeout after the save, say)
-    sessions_lost: int  # clients whose session could not be read back
+    sessions_lost: int  # clients whose session was gone at read-back
+    unreadable: int  # clients whose read-back never got a 200: their writes are unverified
+    resent: int  # requests resent once because the server had closed the idle keep-alive connection
 
 
 def _no_cpu() -> float | None:
@@ -312,12 +340,18 @@ async def generate(host: str, port: int, *, clients: int, mix: str, duration: fl
         await asyncio.gather(*(c.run(mix, more, timed) for c in ready))
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         server_end = server_cpu()
-        stored = await asyncio.gather(*(c.stored_counter(untimed) for c in ready))
+        async def read_back(c: Client) -> tuple[bool, int | None]:
+            async with gate:  # a burst of 200 reads would measure the pool again, not the data
+                return await c.stored_counter(untimed)
+
+        stored = await asyncio.gather(*(read_back(c) for c in ready))
     finally:
         await asyncio.gather(*(c.http.aclose() for c in pool), return_exceptions=True)
-    lost = extra = gone = 0
-    for c, value in zip(ready, stored, strict=True):
-        if value is None:
+    lost = extra = gone = unreadable = 0
+    for c, (answered, value) in zip(ready, stored, strict=True):
+        if not answered:
+            unreadable += 1
+        elif value is None:
             gone += 1
             lost += c.acknowledged
         else:
@@ -325,4 +359,5 @@ async def generate(host: str, port: int, *, clients: int, mix: str, duration: fl
             extra += max(0, value - c.acknowledged)
     server = server_end - server_start if server_start is not None and server_end is not None else None
     return LoadResult(clients, len(ready), elapsed, timed, untimed, cpu, server,
-                      sum(c.acknowledged for c in ready), lost, extra, gone)
+                      sum(c.acknowledged for c in ready), lost, extra, gone, unreadable,
+                      sum(getattr(c.http, "resent", 0) for c in pool))
