@@ -1,14 +1,48 @@
-"""Session data to bytes and back: JSON only, never pickle."""
+"""Session data to bytes and back: JSON only, never pickle; one behaviour with or without orjson.
+
+What a session may hold, identically whether orjson is installed or not
+(``JSONSerializer(use_orjson=True)`` and ``use_orjson=False`` accept and refuse
+the same values, and read back the same data):
+
+=============================================  ==================================================
+value                                          outcome
+=============================================  ==================================================
+``dict`` with ``str`` keys, ``list``, ``str``,  stored; read back equal, with the same JSON types
+``int`` (any size), finite ``float``, ``bool``,
+``None`` (and subclasses of these)
+``tuple``                                      stored as a list (read back as ``list``)
+``uuid.UUID``                                  stored as its string (read back as ``str``)
+``enum.Enum`` member                           stored as its value (read back as the value)
+``dict`` key that is not a ``str``             ``SerializationError`` (JSON would turn ``1`` into
+                                               ``"1"``: the data would not read back as written)
+NaN, Infinity                                  ``SerializationError`` (not JSON; never ``null``)
+nesting deeper than ``MAX_DEPTH`` (512)        ``SerializationError`` (the session dict is level 1)
+``datetime``, ``date``, ``bytes``, ``set``,     ``SerializationError``
+``Decimal``, dataclasses, any other object
+a ``str`` with a lone surrogate                ``SerializationError`` (not encodable as UTF-8)
+=============================================  ==================================================
+
+orjson stays the engine for the common case; the standard library takes over
+only for what orjson refuses (integers beyond 64 bits, nesting beyond its 254
+levels, subclasses it does not know) and judges the values orjson would convert
+silently (a ``null`` in its output may be a NaN).
+"""
 
 from __future__ import annotations
 
+import enum
 import json
+import re
+import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from .errors import SerializationError
 
-__all__ = ["JSONSerializer", "Serializer"]
+__all__ = ["MAX_DEPTH", "JSONSerializer", "Serializer"]
+
+#: Containers nested deeper than this (the session dict counts as one) are refused.
+MAX_DEPTH = 512
 
 _orjson: Any
 try:  # orjson is several times faster; the stdlib is the fallback, not a requirement.
@@ -17,6 +51,9 @@ except ImportError:  # pragma: no cover - exercised where orjson is absent
     _orjson = None
 # orjson would turn datetimes and dataclasses into strings and dicts silently; refuse them like json does.
 _ORJSON_STRICT = _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS if _orjson else 0
+# orjson reads integers outside 64 bits as floats (lossy): a run of 19 digits sends a payload to json.
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 @runtime_checkable
@@ -26,16 +63,63 @@ class Serializer(Protocol):
     def loads(self, payload: bytes) -> dict[str, Any]: ...
 
 
-class JSONSerializer:
-    """Compact UTF-8 JSON; uses orjson when it is installed.
+def _default(value: Any) -> Any:
+    """What json does with the two types orjson writes natively: the same as orjson."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
-    Only JSON types round-trip: ``dict`` with string keys, ``list``, ``str``,
-    ``int``, ``float``, ``bool`` and ``None``. Anything else is refused with
-    ``SerializationError`` when the session is saved, so a bad value never
-    reaches the store. Two conversions are orjson's own and cannot be switched
-    off without walking the data on every save: it writes NaN and Infinity as
-    ``null`` and a ``uuid.UUID`` as its string, where the standard library
-    refuses both. Store neither if the code may run without orjson.
+
+def _check(value: Any, depth: int) -> None:
+    """Refuse what json would accept but not read back as written: non-str keys; and too deep a nesting."""
+    if depth > MAX_DEPTH:
+        raise SerializationError(f"session data is not JSON-serializable: nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise SerializationError(
+                    f"session data is not JSON-serializable: dict keys must be str, not {type(key).__name__}"
+                )
+            if type(item) not in _SCALARS:
+                _check(item, depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            if type(item) not in _SCALARS:
+                _check(item, depth + 1)
+    elif isinstance(value, enum.Enum):
+        _check(value.value, depth)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _stdlib_dumps(data: Mapping[str, Any]) -> bytes:
+    """The reference behaviour: json with orjson's two conversions, after the checks json lacks."""
+    _check(data, 1)
+    try:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                          default=_default).encode()
+    except (TypeError, ValueError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
+        raise SerializationError(f"session data is not JSON-serializable: {exc}") from exc
+
+
+def _stdlib_loads(payload: bytes) -> Any:
+    try:
+        return json.loads(payload, parse_constant=_refuse_constant)
+    except RecursionError as exc:
+        raise SerializationError("stored session payload is nested too deeply") from exc
+
+
+class JSONSerializer:
+    """Compact UTF-8 JSON; uses orjson when it is installed, with the same results as without.
+
+    The module docstring has the table of what is stored and what is refused
+    with ``SerializationError`` (at save time, so a bad value never reaches the
+    store). ``use_orjson=False`` forces the standard library; ``True`` requires
+    orjson.
     """
 
     def __init__(self, *, use_orjson: bool | None = None) -> None:
@@ -44,17 +128,22 @@ class JSONSerializer:
             raise ImportError('orjson is not installed: pip install "fastapi-sessions[orjson]"')
 
     def dumps(self, data: Mapping[str, Any]) -> bytes:
+        if self._orjson is None:
+            return _stdlib_dumps(data)
         try:
-            if self._orjson is not None:
-                return bytes(self._orjson.dumps(data, option=_ORJSON_STRICT))
-            return json.dumps(data, separators=(",", ":"), ensure_ascii=False,
-                              allow_nan=False).encode()
-        except (TypeError, ValueError) as exc:
-            raise SerializationError(f"session data is not JSON-serializable: {exc}") from exc
+            payload: bytes = self._orjson.dumps(data, option=_ORJSON_STRICT)
+        except TypeError:  # orjson.JSONEncodeError: the reference decides (and raises if it refuses too)
+            return _stdlib_dumps(data)
+        if b"null" in payload:  # a None, or a NaN/Infinity orjson wrote as null: the reference decides
+            _stdlib_dumps(data)
+        return payload
 
     def loads(self, payload: bytes) -> dict[str, Any]:
         try:
-            data = self._orjson.loads(payload) if self._orjson is not None else json.loads(payload)
+            if self._orjson is None or _LONG_NUMBER.search(payload) is not None:
+                data = _stdlib_loads(payload)
+            else:
+                data = self._orjson.loads(payload)
         except ValueError as exc:  # orjson.JSONDecodeError and json's both subclass it
             raise SerializationError("stored session payload is not valid JSON") from exc
         if not isinstance(data, dict):
