@@ -578,3 +578,73 @@ async def test_a_passed_now_overrides_the_backends_clock(backend: InMemoryBacken
     assert await backend.read("a", now=after) is None
     assert await backend.purge_expired(now=after) == 1  # `other`; reading `mine` at `after` already dropped it
     assert len(backend) == 0
+
+
+# -- compact storage -------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "user_id", [None, "", "alice", "Ålice 🎉", "lone \ud800 surrogate", "x" * 70_000, "nul\x00inside"]
+)
+async def test_every_field_reads_back_exactly(
+    backend: InMemoryBackend, record: Make, clock: ManualClock, user_id: str | None
+) -> None:
+    """Records are stored compactly (times as microseconds); what reads back is what went in."""
+    stored = record("k", b'{"a":"\xc3\xa9"}' * 3, user_id=user_id)
+    stored = replace(stored, created_at=stored.created_at.replace(microsecond=123_457))
+    await backend.create(stored)
+    assert await backend.read("k") == stored
+    assert [r.key for r in await backend.list_by_user(user_id)] == (["k"] if user_id is not None else [])
+    await backend.update(replace(stored, payload=b"{}", expires_at=stored.expires_at + MINUTE), 1)
+    got = await backend.read("k")
+    assert got == replace(stored, payload=b"{}", expires_at=stored.expires_at + MINUTE, version=2)
+    assert await backend.touch("k", stored.expires_at + 2 * MINUTE)
+    got = await backend.read("k")
+    assert got is not None and got.expires_at == stored.expires_at + 2 * MINUTE and got.version == 2
+    assert got.created_at == stored.created_at and got.user_id == user_id and got.payload == b"{}"
+
+
+@pytest.mark.asyncio
+async def test_a_user_index_grows_and_shrinks_through_one_and_several_sessions(
+    backend: InMemoryBackend, record: Make
+) -> None:
+    for key in ("a", "b", "c"):
+        await backend.create(record(key, user_id="u"))
+    assert sorted(r.key for r in await backend.list_by_user("u")) == ["a", "b", "c"]
+    await backend.delete("a")
+    await backend.delete("b")
+    assert [r.key for r in await backend.list_by_user("u")] == ["c"]
+    await backend.create(record("d", user_id="u"))
+    assert sorted(r.key for r in await backend.list_by_user("u")) == ["c", "d"]
+    assert await backend.delete_by_user("u") == 2
+    assert await backend.list_by_user("u") == [] and backend._by_user == {}
+
+
+@pytest.mark.asyncio
+async def test_memory_per_session_stays_near_the_payload_size(clock: ManualClock) -> None:
+    """20,000 sessions with 20 bytes of data cost at most 400 bytes each (orjson's buffer is not kept)."""
+    import gc
+    import tracemalloc
+
+    from fastapi_sessions import JSONSerializer, SessionManager
+    from fastapi_sessions.frontends import SessionFrontend
+
+    backend = InMemoryBackend(clock=clock)
+    manager = SessionManager(backend, SessionFrontend("k" * 32), clock=clock, serializer=JSONSerializer())
+    data = {"u": "abcdefghijkl"}
+    assert len(manager.serializer.dumps(data)) == 20
+    count = 20_000
+    await manager.create_session(data)  # warm up every code path once
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(count):
+            await manager.create_session(data)
+        gc.collect()
+        per_session = (tracemalloc.get_traced_memory()[0] - before) / count
+    finally:
+        tracemalloc.stop()
+    assert len(backend) == count + 1
+    assert per_session <= 400, f"{per_session:.0f} bytes per session"

@@ -7,7 +7,8 @@ workers. Use a server backend for anything else.
 from __future__ import annotations
 
 import heapq
-from datetime import datetime
+import struct
+from datetime import UTC, datetime, timedelta
 
 from ..core.clock import Clock, utc_now
 from ..core.contract import BaseSessionBackend
@@ -16,6 +17,86 @@ from ..core.records import SessionRecord
 
 __all__ = ["InMemoryBackend", "from_url"]
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+# A stored record is one exact-size bytes object: this header, the user id (UTF-8), the payload.
+# created and expires in microseconds since the epoch, version, user-id length (_NO_USER: none).
+_HEAD = struct.Struct("<qqQH")
+_INT = struct.Struct("<q")
+_NO_USER = 0xFFFF
+_USER_AT = _HEAD.size
+
+
+def _us(at: datetime) -> int:
+    return (at - _EPOCH) // _US
+
+
+def _pack(created_us: int, expires_us: int, version: int, user_id: str | None, payload: bytes) -> bytes | None:
+    """The compact form, or ``None`` for what it cannot hold (a user id of 64 KiB, a 2**64 version)."""
+    if user_id is None:
+        user, size = b"", _NO_USER
+    elif type(user_id) is str:
+        user = user_id.encode("utf-8", "surrogatepass")
+        size = len(user)
+        if size >= _NO_USER:
+            return None
+    else:
+        return None  # a str subclass: kept as given
+    try:
+        # join allocates exactly once, at the exact size: nothing over-allocated is kept.
+        return b"".join((_HEAD.pack(created_us, expires_us, version, size), user, payload))
+    except struct.error:
+        return None
+
+
+def _expires(value: bytes | SessionRecord) -> int:
+    if type(value) is bytes:
+        return int(_INT.unpack_from(value, 8)[0])
+    assert isinstance(value, SessionRecord)
+    return _us(value.expires_at)
+
+
+def _user(value: bytes | SessionRecord) -> str | None:
+    if type(value) is bytes:
+        size = _HEAD.unpack_from(value)[3]
+        return None if size == _NO_USER else value[_USER_AT:_USER_AT + size].decode("utf-8", "surrogatepass")
+    assert isinstance(value, SessionRecord)
+    return value.user_id
+
+
+def _record(key: str, value: bytes | SessionRecord) -> SessionRecord:
+    if type(value) is not bytes:
+        assert isinstance(value, SessionRecord)
+        return value
+    created, expires, version, size = _HEAD.unpack_from(value)
+    if size == _NO_USER:
+        user, start = None, _USER_AT
+    else:
+        start = _USER_AT + size
+        user = value[_USER_AT:start].decode("utf-8", "surrogatepass")
+    return SessionRecord(key, value[start:], user, _EPOCH + created * _US, _EPOCH + expires * _US, version)
+
+
+def _head(value: bytes | SessionRecord) -> tuple[int, int]:
+    """Creation time (microseconds) and version, without decoding the rest."""
+    if type(value) is bytes:
+        created, _, version, _ = _HEAD.unpack_from(value)
+        return created, version
+    assert isinstance(value, SessionRecord)
+    return _us(value.created_at), value.version
+
+
+def _compact(record: SessionRecord, version: int, created: int | None = None) -> bytes | SessionRecord:
+    """``record`` as stored, with ``version`` and (if given) the creation time ``created`` in microseconds."""
+    created = _us(record.created_at) if created is None else created
+    packed = _pack(created, _us(record.expires_at), version, record.user_id, record.payload)
+    if packed is not None:
+        return packed
+    created_at = _EPOCH + created * _US
+    if record.version == version and record.created_at == created_at:
+        return record
+    return SessionRecord(record.key, record.payload, record.user_id, created_at, record.expires_at, version)
+
 
 class InMemoryBackend(BaseSessionBackend):
     """Sessions in a dict, with an expiry heap so reclaiming never scans everything.
@@ -23,6 +104,12 @@ class InMemoryBackend(BaseSessionBackend):
     Every method runs to completion without awaiting, so under asyncio each call
     is atomic: concurrent tasks cannot interleave inside one. Records are
     immutable, so nothing returned can alias what is stored.
+
+    Memory: each record is kept as one exact-size ``bytes`` object (times as
+    integer microseconds, the user id and the payload), not as a
+    ``SessionRecord`` with its datetimes; a read builds the ``SessionRecord``.
+    About 350 bytes of process memory per session with a 20-byte payload
+    (the 64-character key and the expiry heap's entry are most of it).
 
     ``max_entries`` bounds memory under churn: when an insert would exceed it,
     the records closest to expiry are evicted first. ``clock`` judges liveness
@@ -34,144 +121,183 @@ class InMemoryBackend(BaseSessionBackend):
             raise ConfigurationError("max_entries must be at least 1")
         self.max_entries = max_entries
         self._clock = clock
-        self._records: dict[str, SessionRecord] = {}
-        self._by_user: dict[str, set[str]] = {}
-        # (expires_at, key) pairs; stale after a touch or update, checked when popped.
-        self._expiry: list[tuple[datetime, str]] = []
+        self._data: dict[str, bytes | SessionRecord] = {}
+        # user id -> its one key, or a set of keys once it has several (a set costs ~200 bytes).
+        self._by_user: dict[str, str | set[str]] = {}
+        # (expires microseconds, key) pairs; stale after a touch or update, checked when popped.
+        self._expiry: list[tuple[int, str]] = []
 
     def __len__(self) -> int:
         """Records held, expired ones not yet reclaimed included."""
-        return len(self._records)
+        return len(self._data)
+
+    @property
+    def _records(self) -> dict[str, SessionRecord]:
+        """Every stored record, decoded (a snapshot, for tests and debugging)."""
+        return {key: _record(key, value) for key, value in self._data.items()}
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _live(self, key: str, now: datetime) -> SessionRecord | None:
-        record = self._records.get(key)
-        if record is None:
+    def _get(self, key: str, now: int) -> bytes | SessionRecord | None:
+        value = self._data.get(key)
+        if value is None:
             return None
-        if record.expires_at <= now:
+        if _expires(value) <= now:
             self._remove(key)
             return None
-        return record
+        return value
 
-    def _remove(self, key: str) -> SessionRecord | None:
-        record = self._records.pop(key, None)
-        if record is not None and record.user_id is not None:
-            keys = self._by_user.get(record.user_id)
-            if keys is not None:
-                keys.discard(key)
-                if not keys:
-                    del self._by_user[record.user_id]
-        return record
+    def _live(self, key: str, now: datetime) -> SessionRecord | None:
+        value = self._get(key, _us(now))
+        return None if value is None else _record(key, value)
 
-    def _store(self, record: SessionRecord) -> None:
-        old = self._records.get(record.key)
-        if old is not None and old.user_id != record.user_id:
-            self._remove(record.key)
+    def _index(self, user_id: str, key: str) -> None:
+        keys = self._by_user.get(user_id)
+        if keys is None:
+            self._by_user[user_id] = key
+        elif isinstance(keys, set):
+            keys.add(key)
+        elif keys != key:
+            self._by_user[user_id] = {keys, key}
+
+    def _unindex(self, user_id: str, key: str) -> None:
+        keys = self._by_user.get(user_id)
+        if keys == key:
+            del self._by_user[user_id]
+        elif isinstance(keys, set):
+            keys.discard(key)
+            if len(keys) == 1:
+                self._by_user[user_id] = keys.pop()
+            elif not keys:
+                del self._by_user[user_id]
+
+    def _keys_of(self, user_id: str) -> list[str]:
+        keys = self._by_user.get(user_id)
+        return [] if keys is None else [keys] if isinstance(keys, str) else list(keys)
+
+    def _remove(self, key: str) -> bool:
+        value = self._data.pop(key, None)
+        if value is None:
+            return False
+        user_id = _user(value)
+        if user_id is not None:
+            self._unindex(user_id, key)
+        return True
+
+    def _put(self, key: str, value: bytes | SessionRecord) -> None:
+        old = self._data.get(key)
+        user_id = _user(value)
+        if old is not None and _user(old) != user_id:
+            self._remove(key)
             old = None
-        self._records[record.key] = record
-        if record.user_id is not None and old is None:
-            self._by_user.setdefault(record.user_id, set()).add(record.key)
+        self._data[key] = value
+        if user_id is not None and old is None:
+            self._index(user_id, key)
         # The heap needs an entry no later than each record's expiry; a later expiry can
         # reuse the old entry (it is re-queued when popped), so updates rarely push.
-        if old is None or record.expires_at < old.expires_at:
-            heapq.heappush(self._expiry, (record.expires_at, record.key))
-            if len(self._expiry) > 2 * len(self._records) + 64:
-                self._expiry = [(r.expires_at, k) for k, r in self._records.items()]
+        expires = _expires(value)
+        if old is None or expires < _expires(old):
+            heapq.heappush(self._expiry, (expires, key))
+            if len(self._expiry) > 2 * len(self._data) + 64:
+                self._expiry = [(_expires(v), k) for k, v in self._data.items()]
                 heapq.heapify(self._expiry)
 
-    def _reclaim(self, now: datetime) -> int:
+    def _store(self, record: SessionRecord) -> None:
+        """Store ``record`` as given (version and creation time included)."""
+        self._put(record.key, _compact(record, record.version))
+
+    def _reclaim(self, now: int) -> int:
         """Drop expired records from the front of the heap; cost is what expired."""
         removed = 0
         heap = self._expiry
         while heap and heap[0][0] <= now:
             _, key = heapq.heappop(heap)
-            record = self._records.get(key)
-            if record is None:
+            value = self._data.get(key)
+            if value is None:
                 continue
-            if record.expires_at <= now:
+            expires = _expires(value)
+            if expires <= now:
                 self._remove(key)
                 removed += 1
             else:  # its expiry moved later since this entry was queued
-                heapq.heappush(heap, (record.expires_at, key))
+                heapq.heappush(heap, (expires, key))
         return removed
 
     def _make_room(self) -> None:
         if self.max_entries is None:
             return
         heap = self._expiry
-        while len(self._records) >= self.max_entries and heap:
-            expires_at, key = heapq.heappop(heap)
-            record = self._records.get(key)
-            if record is None:
+        while len(self._data) >= self.max_entries and heap:
+            queued, key = heapq.heappop(heap)
+            value = self._data.get(key)
+            if value is None:
                 continue
-            if record.expires_at <= expires_at:
+            expires = _expires(value)
+            if expires <= queued:
                 self._remove(key)
             else:
-                heapq.heappush(heap, (record.expires_at, key))
+                heapq.heappush(heap, (expires, key))
 
     # -- the contract ------------------------------------------------------------------------
 
     async def create(self, record: SessionRecord, *, now: datetime | None = None) -> None:
-        now = now or self._clock()
-        self._reclaim(now)
-        if self._live(record.key, now) is not None:
+        now_us = _us(now or self._clock())
+        self._reclaim(now_us)
+        if self._get(record.key, now_us) is not None:
             raise SessionExists("a live session already has this key")
         self._make_room()
-        if record.version != 1:
-            record = SessionRecord(
-                record.key, record.payload, record.user_id, record.created_at, record.expires_at, 1
-            )
-        self._store(record)
+        self._put(record.key, _compact(record, 1))
 
     async def read(self, key: str, *, now: datetime | None = None) -> SessionRecord | None:
-        return self._live(key, now or self._clock())
+        value = self._get(key, _us(now or self._clock()))
+        return None if value is None else _record(key, value)
 
     async def update(self, record: SessionRecord, expected_version: int, *, now: datetime | None = None) -> int:
-        current = self._live(record.key, now or self._clock())
+        key = record.key
+        current = self._get(key, _us(now or self._clock()))
         if current is None:
             raise SessionNotFound("the session is gone or expired")
-        if current.version != expected_version:
+        created, stored_version = _head(current)
+        if stored_version != expected_version:
             raise SessionConflict("the session changed since it was read")
         version = expected_version + 1
-        if record.version != version or record.created_at != current.created_at:
-            record = SessionRecord(
-                record.key, record.payload, record.user_id, current.created_at, record.expires_at, version
-            )
-        if record.user_id == current.user_id and record.expires_at >= current.expires_at:
-            self._records[record.key] = record  # the common case: indexes and heap stay valid
+        value = _compact(record, version, created)
+        if record.user_id == _user(current) and _expires(value) >= _expires(current):
+            self._data[key] = value  # the common case: indexes and heap stay valid
         else:
-            self._store(record)
+            self._put(key, value)
         return version
 
     async def touch(self, key: str, expires_at: datetime, *, now: datetime | None = None) -> bool:
-        current = self._live(key, now or self._clock())
+        current = self._get(key, _us(now or self._clock()))
         if current is None:
             return False
-        self._store(
-            SessionRecord(key, current.payload, current.user_id, current.created_at, expires_at, current.version)
-        )
+        if type(current) is bytes:
+            self._put(key, b"".join((current[:8], _INT.pack(_us(expires_at)), current[16:])))
+        else:
+            assert isinstance(current, SessionRecord)
+            self._put(key, SessionRecord(key, current.payload, current.user_id, current.created_at, expires_at,
+                                         current.version))
         return True
 
     async def delete(self, key: str, *, now: datetime | None = None) -> bool:
-        return self._live(key, now or self._clock()) is not None and self._remove(key) is not None
+        return self._get(key, _us(now or self._clock())) is not None and self._remove(key)
 
     async def list_by_user(self, user_id: str, *, now: datetime | None = None) -> list[SessionRecord]:
-        now = now or self._clock()
-        keys = list(self._by_user.get(user_id, ()))
-        return [r for k in keys if (r := self._live(k, now)) is not None]
+        now_us = _us(now or self._clock())
+        return [_record(k, v) for k in self._keys_of(user_id) if (v := self._get(k, now_us)) is not None]
 
     async def delete_by_user(self, user_id: str, *, now: datetime | None = None) -> int:
-        now = now or self._clock()
+        now_us = _us(now or self._clock())
         removed = 0
-        for key in list(self._by_user.get(user_id, ())):
-            if self._live(key, now) is not None:
+        for key in self._keys_of(user_id):
+            if self._get(key, now_us) is not None:
                 self._remove(key)
                 removed += 1
         return removed
 
     async def purge_expired(self, *, now: datetime | None = None) -> int:
-        return self._reclaim(now or self._clock())
+        return self._reclaim(_us(now or self._clock()))
 
     async def aclose(self) -> None:
         """Nothing to release; the data stays until the object goes."""
