@@ -16,6 +16,7 @@ from .core.errors import (
     SessionError,
     SessionExists,
     SessionNotFound,
+    SessionTooLarge,
 )
 from .core.manager import Commit, CommitOutcome, ConflictPolicy, SessionManager
 from .core.middleware import SessionMiddleware
@@ -53,6 +54,7 @@ __all__ = [
     "SessionNotFound",
     "SessionRecord",
     "SessionSettings",
+    "SessionTooLarge",
     "SupportsReadAndTouch",
     "UnknownBackend",
     "__version__",

@@ -6,6 +6,7 @@
     │   ├── BackendNotInstalled   the backend's driver is missing (names the pip extra)
     │   └── AmbiguousBackend      two distributions claim one scheme
     ├── SerializationError        session data that cannot be encoded or decoded
+    ├── SessionTooLarge           session data over ``max_session_size``; nothing was stored
     ├── SessionExists             create() found a live record with that key
     ├── SessionNotFound           update() found no live record (gone or expired)
     ├── SessionConflict           update() lost a compare-and-set on ``version``
@@ -15,7 +16,9 @@
 Backends map their driver's exceptions to ``BackendError`` or
 ``BackendUnavailable`` at the boundary, chaining the original with
 ``raise ... from exc``, so application code never handles a driver's own types.
-``SessionMiddleware`` turns ``BackendUnavailable`` into a 503 response.
+``SessionMiddleware`` turns ``BackendUnavailable`` into a 503 response,
+``SessionTooLarge`` into a 413 and ``SessionConflict`` into a 409 (each with a
+JSON ``detail``); ``SerializationError`` is a bug in the route and stays a 500.
 Messages never contain tokens, secrets or passwords.
 """
 
@@ -30,6 +33,7 @@ __all__ = [
     "SessionError",
     "SessionExists",
     "SessionNotFound",
+    "SessionTooLarge",
 ]
 
 
@@ -43,6 +47,19 @@ class ConfigurationError(SessionError, ValueError):
 
 class SerializationError(SessionError):
     """Session data could not be serialized, or a stored payload not decoded."""
+
+
+class SessionTooLarge(SessionError):
+    """The serialized session data is larger than the manager's ``max_session_size``.
+
+    Raised before anything is written, so the stored session is unchanged.
+    ``size`` and ``limit`` are in bytes of serialized data.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"session data is {size} bytes, over max_session_size={limit}; nothing was stored")
+        self.size = size
+        self.limit = limit
 
 
 class SessionExists(SessionError):

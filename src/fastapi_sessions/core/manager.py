@@ -24,8 +24,10 @@ from .errors import (
     SessionConflict,
     SessionExists,
     SessionNotFound,
+    SessionTooLarge,
 )
 from .markers import Marker, marker_record, read_marker, retired_key
+from .outage import OutageLog
 from .records import SessionInfo, SessionRecord
 from .registry import mask_url
 from .serializers import JSONSerializer, Serializer
@@ -42,6 +44,8 @@ logger = logging.getLogger("fastapi_sessions")
 M = TypeVar("M", bound=BaseModel)
 ConflictPolicy = Literal["last_writer_wins", "raise"]
 _MISSING: Any = object()
+#: The default cap on a session's serialized data, in bytes.
+DEFAULT_MAX_SESSION_SIZE = 64 * 1024
 
 
 def _as_timedelta(value: timedelta | float, name: str) -> timedelta:
@@ -49,6 +53,12 @@ def _as_timedelta(value: timedelta | float, name: str) -> timedelta:
     if delta <= timedelta(0):
         raise ConfigurationError(f"{name} must be positive")
     return delta
+
+
+def _check_size(value: int | None) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigurationError(f"max_session_size must be a positive number of bytes or None, not {value!r}")
+    return value
 
 
 def _is_memory(url: str) -> bool:
@@ -168,6 +178,7 @@ class SessionManager:
         regenerate_grace: timedelta | float = 0,
         conflict_policy: ConflictPolicy = "last_writer_wins",
         max_save_attempts: int = 64,
+        max_session_size: int | None = DEFAULT_MAX_SESSION_SIZE,
         serializer: Serializer | None = None,
         clock: Clock = utc_now,
     ) -> None:
@@ -196,7 +207,11 @@ class SessionManager:
         if max_save_attempts < 1:
             raise ConfigurationError("max_save_attempts must be at least 1")
         self.max_save_attempts = max_save_attempts
+        #: Bytes of serialized data a session may hold (``None``: no cap); a save over it stores nothing.
+        self.max_session_size = _check_size(max_session_size)
         self.serializer: Serializer = serializer or JSONSerializer()
+        # Store outages are logged once when they start and once when they end, not per request.
+        self._outage = OutageLog()
         _check_clock(clock)
         self.clock = clock
         #: Dependency: the request's :class:`Session` (needs ``SessionMiddleware``).
@@ -268,6 +283,7 @@ class SessionManager:
         )
         options.setdefault("idle_timeout", settings.idle_timeout)
         options.setdefault("absolute_timeout", settings.absolute_timeout)
+        options.setdefault("max_session_size", settings.max_session_size)
         return cls.from_url(settings.url, frontend=frontend, **options)
 
     def model(self, model: type[M]) -> Callable[..., Awaitable[M]]:
@@ -407,7 +423,7 @@ class SessionManager:
             return await self._regenerate(session, record, now)
         if session or session._user_id is not None:
             # The common write, kept inline (it runs on every modifying request): one compare-and-set.
-            new = self._next(record, self.serializer.dumps(session), record.user_id, now)
+            new = self._next(record, self._dumps(session, record.key), record.user_id, now)
             try:
                 version = await self.backend.update(new, record.version, now=now)
             except SessionConflict:
@@ -432,6 +448,16 @@ class SessionManager:
         session.modified = False
         session._touch_to = None
 
+    def _dumps(self, data: Mapping[str, Any], key: str | None) -> bytes:
+        """Serialize ``data``, refusing more than ``max_session_size`` bytes before anything is written."""
+        payload = self.serializer.dumps(data)
+        limit = self.max_session_size
+        if limit is not None and len(payload) > limit:
+            logger.warning("%s not saved: %d bytes of data, over max_session_size=%d",
+                           f"session {key[:8]}…" if key else "a new session", len(payload), limit)
+            raise SessionTooLarge(len(payload), limit)
+        return payload
+
     def _next(self, record: SessionRecord, payload: bytes, user_id: str | None, now: datetime) -> SessionRecord:
         """The record a save writes over ``record``, built with the version the backend will give it."""
         return SessionRecord(record.key, payload, user_id, record.created_at,
@@ -439,13 +465,14 @@ class SessionManager:
 
     async def _create_fresh(self, session: Session, now: datetime) -> Commit:
         """A first save: a new record, and (for a dead token) a marker so stale tabs leave the cookie alone."""
+        payload = self._dumps(session, None)  # before the marker: a refused save leaves no trace
         if session._dead_key is not None:
             try:
                 await self.backend.create(self._marker(retired_key(session._dead_key), Marker(None), now), now=now)
             except SessionExists:
                 # Another request with the same dead token started a session first: its cookie stands.
                 raise SessionConflict("a concurrent request started a new session for this client") from None
-        token = await self._insert(session, self.serializer.dumps(session), session._user_id, now, now)
+        token = await self._insert(session, payload, session._user_id, now, now)
         return Commit(CommitOutcome.CREATED, token, self._cookie_max_age(now, now))
 
     async def _insert(
@@ -511,7 +538,7 @@ class SessionManager:
                     return self._gone(session, loaded)
                 self._forget(session)
                 return Commit(CommitOutcome.ENDED)
-            new = self._next(current, self.serializer.dumps(merged), current.user_id, now)
+            new = self._next(current, self._dumps(merged, current.key), current.user_id, now)
             try:
                 version = await self.backend.update(new, current.version, now=now)
             except SessionConflict:
@@ -557,7 +584,8 @@ class SessionManager:
         created_at = now if login else loaded.created_at  # a login starts a fresh absolute clock
         ours = dict(session)
         original: dict[str, Any] | None = None
-        token = await self._insert(session, self.serializer.dumps(ours), user_id, created_at, now)
+        token_before = session._token
+        token = await self._insert(session, self._dumps(ours, loaded.key), user_id, created_at, now)
         new = session._record
         assert new is not None
         # Loads follow the old token only after a plain regeneration: after a login it may be a planted one.
@@ -584,8 +612,14 @@ class SessionManager:
                     raise SessionConflict("a concurrent request regenerated this session first") from None
                 original = original if original is not None else self.serializer.loads(loaded.payload)
                 merged = self._merge(original, ours, self.serializer.loads(fresh.payload))
-                replacement = SessionRecord(new.key, self.serializer.dumps(merged), user_id, created_at,
-                                            new.expires_at, new.version + 1)
+                try:
+                    payload = self._dumps(merged, loaded.key)
+                except SessionTooLarge:
+                    await self.backend.delete(new.key, now=now)  # nobody has its token yet
+                    session._record, session._token = loaded, token_before  # as if never tried
+                    session._regenerate = session.modified = True
+                    raise
+                replacement = SessionRecord(new.key, payload, user_id, created_at, new.expires_at, new.version + 1)
                 try:
                     version = await self.backend.update(replacement, new.version, now=now)
                 except (SessionConflict, SessionNotFound):
@@ -639,7 +673,7 @@ class SessionManager:
         session = Session(data)
         session._user_id = user_id
         now = self._now()
-        token = await self._insert(session, self.serializer.dumps(session), user_id, now, now)
+        token = await self._insert(session, self._dumps(session, None), user_id, now, now)
         return self.frontend.sign(token)
 
     async def get_session(self, session_id: str) -> Session | None:

@@ -7,8 +7,8 @@ import logging
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import BackendUnavailable, SessionConflict
-from .manager import SessionManager
+from .errors import BackendUnavailable, SessionConflict, SessionTooLarge
+from .manager import CommitOutcome, SessionManager
 
 __all__ = ["SessionMiddleware"]
 
@@ -16,6 +16,11 @@ logger = logging.getLogger("fastapi_sessions")
 
 _UNAVAILABLE = (503, b'{"detail":"The session store is unavailable; try again shortly."}')
 _CONFLICT = (409, b'{"detail":"The session was changed by a concurrent request; retry."}')
+
+
+def _too_large(exc: SessionTooLarge) -> tuple[int, bytes]:
+    # 413: the request made the session bigger than the server accepts; resending it as is will not help.
+    return 413, b'{"detail":"The session data is too large (limit: %d bytes); nothing was saved."}' % exc.limit
 
 
 async def _send_error(send: Send, error: tuple[int, bytes]) -> None:
@@ -70,9 +75,10 @@ class SessionMiddleware:
     when the app starts its response, whatever response class it returns, so a
     ``RedirectResponse`` carries the cookie too. If the store is unreachable the
     client gets a 503 instead of the app's response (never a 500, and never a
-    success for a save that failed); a lost compare-and-set under
-    ``conflict_policy="raise"`` gives a 409. WebSocket connections get the
-    session read-only.
+    success for a save that failed), logged once per outage rather than per
+    request; a lost compare-and-set under ``conflict_policy="raise"`` gives a
+    409, and data over ``max_session_size`` a 413 (nothing is saved).
+    WebSocket connections get the session read-only.
     """
 
     def __init__(self, app: ASGIApp, manager: SessionManager) -> None:
@@ -87,10 +93,12 @@ class SessionMiddleware:
             return
         manager = self.manager
         frontend = manager.frontend
+        outage = manager._outage
+        token = frontend.extract(scope)
         try:
-            session = await manager.load(frontend.extract(scope))
-        except BackendUnavailable:
-            logger.warning("session store unavailable while loading a session", exc_info=True)
+            session = await manager.load(token)
+        except BackendUnavailable as exc:
+            outage.failed(exc, "loading a session")
             if scope["type"] == "http":
                 await _send_error(send, _UNAVAILABLE)
             else:
@@ -98,6 +106,8 @@ class SessionMiddleware:
             return
         scope["session"] = session
         if scope["type"] == "websocket":
+            if outage.down and token is not None:  # the load reached the store
+                outage.recovered()
             await self.app(scope, receive, send)
             return
 
@@ -114,12 +124,23 @@ class SessionMiddleware:
             started = True
             try:
                 result = await manager.commit(session)
-            except (BackendUnavailable, SessionConflict) as exc:
+            except BackendUnavailable as exc:
                 replaced = True
-                unavailable = isinstance(exc, BackendUnavailable)
-                logger.warning("session save failed: %s", type(exc).__name__, exc_info=unavailable)
-                await _send_error(send, _UNAVAILABLE if unavailable else _CONFLICT)
+                outage.failed(exc, "saving a session")
+                await _send_error(send, _UNAVAILABLE)
                 return
+            except SessionConflict:
+                replaced = True
+                logger.warning("session save failed: SessionConflict")
+                await _send_error(send, _CONFLICT)
+                return
+            except SessionTooLarge as exc:
+                replaced = True  # the manager logged it
+                await _send_error(send, _too_large(exc))
+                return
+            # Back only once a whole request went through the store (a load alone may work while saves fail).
+            if outage.down and (token is not None or result.outcome is not CommitOutcome.UNCHANGED):
+                outage.recovered()
             if session.accessed:
                 _add_vary(message, vary)
             if result.token is not None or result.clear:
@@ -133,9 +154,13 @@ class SessionMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
-        except BackendUnavailable:
+        except BackendUnavailable as exc:
             # The app itself hit the store (a manager call in a route, say).
             if started:
                 raise
-            logger.warning("session store unavailable in the application", exc_info=True)
+            outage.failed(exc, "in the application")
             await _send_error(send, _UNAVAILABLE)
+        except SessionTooLarge as exc:  # a manager call in a route (create_session, say)
+            if started:
+                raise
+            await _send_error(send, _too_large(exc))

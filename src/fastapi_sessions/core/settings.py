@@ -15,6 +15,7 @@ variable                               meaning (default)
 ``FASTAPI_SESSIONS_COOKIE_PATH``       (``/``)
 ``FASTAPI_SESSIONS_COOKIE_PARTITIONED`` (``false``)
 ``FASTAPI_SESSIONS_COOKIE_PERSISTENT`` ``false`` for a browser-session cookie (``true``)
+``FASTAPI_SESSIONS_MAX_SESSION_SIZE``  bytes of serialized data per session; ``none`` for no cap (65536)
 =====================================  ===========================================================
 """
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .registry import mask_url
@@ -44,6 +45,16 @@ def _seconds(value: Any) -> Any:
 Duration = Annotated[timedelta, BeforeValidator(_seconds)]
 
 
+def _size(value: Any) -> Any:
+    """``none`` (or ``off``) turns the cap off."""
+    if isinstance(value, str) and value.strip().lower() in ("none", "off", "null"):
+        return None
+    return value
+
+
+Size = Annotated[Annotated[int, Field(gt=0)] | None, BeforeValidator(_size)]
+
+
 class SessionSettings(BaseSettings):
     """Settings read from ``FASTAPI_SESSIONS_*`` variables (and a ``.env`` file if given)."""
 
@@ -61,6 +72,7 @@ class SessionSettings(BaseSettings):
     cookie_path: str = "/"
     cookie_partitioned: bool = False
     cookie_persistent: bool = True
+    max_session_size: Size = 64 * 1024
 
     def __repr_args__(self) -> Any:
         # The URL may carry a password; settings get logged.

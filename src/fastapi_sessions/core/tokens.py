@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from base64 import urlsafe_b64encode
 from collections.abc import Sequence
@@ -17,6 +18,9 @@ __all__ = ["TokenSigner", "new_token", "storage_key"]
 TOKEN_BYTES = 32  # 256 bits, above OWASP's 64-bit entropy floor with room to spare
 _MAX_SIGNED_LENGTH = 512
 _VERIFIED_CACHE_SIZE = 4096  # a real signed token is under 100 characters
+MIN_SECRET_BYTES = 32  # an HMAC-SHA256 key shorter than the hash's 32 bytes is weaker than it needs to be
+
+logger = logging.getLogger("fastapi_sessions")
 
 
 def new_token() -> str:
@@ -70,6 +74,10 @@ class TokenSigner:
             if not isinstance(key, str | bytes) or not key:
                 raise ConfigurationError("secret keys must be non-empty str or bytes")
         raw = [key.encode() if isinstance(key, str) else key for key in keys]
+        short = sum(len(key) < MIN_SECRET_BYTES for key in raw)
+        if short:  # never the key itself, nor its length: both help a guesser
+            logger.warning("%d of %d secret keys are shorter than %d bytes; use secrets.token_urlsafe(32)",
+                           short, len(raw), MIN_SECRET_BYTES)
         # itsdangerous signs with the *last* key of its list and verifies with all.
         self._signer = Signer(raw[::-1], salt=salt, key_derivation="hmac", digest_method=hashlib.sha256)
         self._macs = [hmac.new(self._signer.derive_key(key), digestmod=hashlib.sha256) for key in raw]
