@@ -648,3 +648,28 @@ async def test_memory_per_session_stays_near_the_payload_size(clock: ManualClock
         tracemalloc.stop()
     assert len(backend) == count + 1
     assert per_session <= 400, f"{per_session:.0f} bytes per session"
+
+
+@pytest.mark.asyncio
+async def test_reads_stay_exact_past_the_decoded_records_it_keeps(
+    backend: InMemoryBackend, record: Make, clock: ManualClock
+) -> None:
+    """Busy sessions are kept decoded (a bounded number); evicted or not, reads show the latest write."""
+    from fastapi_sessions.backends.in_memory import _RECENT
+
+    count = _RECENT * 2 + 3
+    for i in range(count):
+        await backend.create(record(f"k{i}", user_id=f"u{i % 3}"))
+    for rounds in range(2):
+        for i in range(count):
+            current = await backend.read(f"k{i}")
+            assert current is not None and current.version == rounds + 1
+            new = replace(current, payload=b'{"r":%d}' % rounds, expires_at=clock() + (rounds + 2) * MINUTE)
+            assert await backend.update(new, current.version) == rounds + 2
+    clock.advance(minutes=2)
+    for i in range(count):
+        got = await backend.read(f"k{i}")
+        assert got is not None and (got.payload, got.version, got.user_id) == (b'{"r":1}', 3, f"u{i % 3}")
+    clock.advance(minutes=2)
+    assert [await backend.read(f"k{i}") for i in range(count)] == [None] * count
+    assert len(backend._recent) == len(backend) == 0  # the reads dropped what had expired

@@ -25,6 +25,20 @@ _HEAD = struct.Struct("<qqQH")
 _INT = struct.Struct("<q")
 _NO_USER = 0xFFFF
 _USER_AT = _HEAD.size
+# Decoded records of the most recently used sessions, so a busy session is not decoded on every
+# request; bounded, so the per-session cost stays the compact form's.
+_RECENT = 256
+_new = object.__new__
+_SETTERS = tuple(getattr(SessionRecord, name).__set__
+                 for name in ("key", "payload", "user_id", "created_at", "expires_at", "version"))
+
+
+def _new_record(*fields: object) -> SessionRecord:
+    """``SessionRecord(*fields)`` in half the time: the frozen dataclass's __init__ is the slow part of a read."""
+    record: SessionRecord = _new(SessionRecord)
+    for setter, value in zip(_SETTERS, fields, strict=True):
+        setter(record, value)
+    return record
 
 
 def _us(at: datetime) -> int:
@@ -74,28 +88,13 @@ def _record(key: str, value: bytes | SessionRecord) -> SessionRecord:
     else:
         start = _USER_AT + size
         user = value[_USER_AT:start].decode("utf-8", "surrogatepass")
-    return SessionRecord(key, value[start:], user, _EPOCH + created * _US, _EPOCH + expires * _US, version)
+    return _new_record(key, value[start:], user, _EPOCH + created * _US, _EPOCH + expires * _US, version)
 
 
-def _head(value: bytes | SessionRecord) -> tuple[int, int]:
-    """Creation time (microseconds) and version, without decoding the rest."""
-    if type(value) is bytes:
-        created, _, version, _ = _HEAD.unpack_from(value)
-        return created, version
-    assert isinstance(value, SessionRecord)
-    return _us(value.created_at), value.version
-
-
-def _compact(record: SessionRecord, version: int, created: int | None = None) -> bytes | SessionRecord:
-    """``record`` as stored, with ``version`` and (if given) the creation time ``created`` in microseconds."""
-    created = _us(record.created_at) if created is None else created
-    packed = _pack(created, _us(record.expires_at), version, record.user_id, record.payload)
-    if packed is not None:
-        return packed
-    created_at = _EPOCH + created * _US
-    if record.version == version and record.created_at == created_at:
-        return record
-    return SessionRecord(record.key, record.payload, record.user_id, created_at, record.expires_at, version)
+def _compact(record: SessionRecord) -> bytes | SessionRecord:
+    """``record`` as stored: packed, or as given when the packed form cannot hold it."""
+    packed = _pack(_us(record.created_at), _us(record.expires_at), record.version, record.user_id, record.payload)
+    return record if packed is None else packed
 
 
 class InMemoryBackend(BaseSessionBackend):
@@ -126,6 +125,8 @@ class InMemoryBackend(BaseSessionBackend):
         self._by_user: dict[str, str | set[str]] = {}
         # (expires microseconds, key) pairs; stale after a touch or update, checked when popped.
         self._expiry: list[tuple[int, str]] = []
+        # key -> the decoded record, equal to what _data holds (every change to _data drops or renews it).
+        self._recent: dict[str, SessionRecord] = {}
 
     def __len__(self) -> int:
         """Records held, expired ones not yet reclaimed included."""
@@ -147,9 +148,30 @@ class InMemoryBackend(BaseSessionBackend):
             return None
         return value
 
-    def _live(self, key: str, now: datetime) -> SessionRecord | None:
+    def _current(self, key: str, now: datetime) -> SessionRecord | None:
+        """The record live at ``now``, decoded (from the recent ones if it is there)."""
+        record = self._recent.get(key)
+        if record is not None:
+            if record.expires_at > now:
+                return record
+            self._remove(key)
+            return None
         value = self._get(key, _us(now))
-        return None if value is None else _record(key, value)
+        if value is None:
+            return None
+        record = _record(key, value)
+        self._recall(key, record)
+        return record
+
+    _live = _current
+
+    def _recall(self, key: str, record: SessionRecord) -> None:
+        recent = self._recent
+        if key in recent:
+            del recent[key]
+        elif len(recent) >= _RECENT:
+            del recent[next(iter(recent))]  # the oldest entry
+        recent[key] = record
 
     def _index(self, user_id: str, key: str) -> None:
         keys = self._by_user.get(user_id)
@@ -176,6 +198,7 @@ class InMemoryBackend(BaseSessionBackend):
         return [] if keys is None else [keys] if isinstance(keys, str) else list(keys)
 
     def _remove(self, key: str) -> bool:
+        self._recent.pop(key, None)
         value = self._data.pop(key, None)
         if value is None:
             return False
@@ -185,6 +208,7 @@ class InMemoryBackend(BaseSessionBackend):
         return True
 
     def _put(self, key: str, value: bytes | SessionRecord) -> None:
+        self._recent.pop(key, None)
         old = self._data.get(key)
         user_id = _user(value)
         if old is not None and _user(old) != user_id:
@@ -204,7 +228,7 @@ class InMemoryBackend(BaseSessionBackend):
 
     def _store(self, record: SessionRecord) -> None:
         """Store ``record`` as given (version and creation time included)."""
-        self._put(record.key, _compact(record, record.version))
+        self._put(record.key, _compact(record))
 
     def _reclaim(self, now: int) -> int:
         """Drop expired records from the front of the heap; cost is what expired."""
@@ -246,26 +270,30 @@ class InMemoryBackend(BaseSessionBackend):
         if self._get(record.key, now_us) is not None:
             raise SessionExists("a live session already has this key")
         self._make_room()
-        self._put(record.key, _compact(record, 1))
+        if record.version != 1:
+            record = _new_record(record.key, record.payload, record.user_id, record.created_at, record.expires_at, 1)
+        self._put(record.key, _compact(record))
+        self._recall(record.key, record)
 
     async def read(self, key: str, *, now: datetime | None = None) -> SessionRecord | None:
-        value = self._get(key, _us(now or self._clock()))
-        return None if value is None else _record(key, value)
+        return self._current(key, now or self._clock())
 
     async def update(self, record: SessionRecord, expected_version: int, *, now: datetime | None = None) -> int:
         key = record.key
-        current = self._get(key, _us(now or self._clock()))
+        current = self._current(key, now or self._clock())
         if current is None:
             raise SessionNotFound("the session is gone or expired")
-        created, stored_version = _head(current)
-        if stored_version != expected_version:
+        if current.version != expected_version:
             raise SessionConflict("the session changed since it was read")
         version = expected_version + 1
-        value = _compact(record, version, created)
-        if record.user_id == _user(current) and _expires(value) >= _expires(current):
+        if record.version != version or record.created_at != current.created_at:
+            record = _new_record(key, record.payload, record.user_id, current.created_at, record.expires_at, version)
+        value = _compact(record)
+        if record.user_id == current.user_id and record.expires_at >= current.expires_at:
             self._data[key] = value  # the common case: indexes and heap stay valid
         else:
             self._put(key, value)
+        self._recall(key, record)  # equal to what the next read would decode
         return version
 
     async def touch(self, key: str, expires_at: datetime, *, now: datetime | None = None) -> bool:

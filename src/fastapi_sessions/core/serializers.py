@@ -25,14 +25,17 @@ a ``str`` with a lone surrogate                ``SerializationError`` (not encod
 orjson stays the engine for the common case; the standard library takes over
 only for what orjson refuses (integers beyond 64 bits, nesting beyond its 254
 levels, subclasses it does not know) and judges the values orjson would convert
-silently (a ``null`` in its output may be a NaN).
+silently (a ``null`` in its output may be a NaN: when orjson's output does not
+read back equal to the data, the standard library decides). Payloads written by
+the standard library start with a space (still plain JSON), so readers with
+orjson send them to the standard library too, which reads big integers exactly
+where orjson would turn them into floats.
 """
 
 from __future__ import annotations
 
 import enum
 import json
-import re
 import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
@@ -51,8 +54,8 @@ except ImportError:  # pragma: no cover - exercised where orjson is absent
     _orjson = None
 # orjson would turn datetimes and dataclasses into strings and dicts silently; refuse them like json does.
 _ORJSON_STRICT = _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS if _orjson else 0
-# orjson reads integers outside 64 bits as floats (lossy): a run of 19 digits sends a payload to json.
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+# Leads what the standard library writes: orjson would read its integers beyond 64 bits as floats.
+_REFERENCE_MARK = " "
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
@@ -96,19 +99,23 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# Built once: json.dumps/json.loads with options build a new encoder/decoder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_default)
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def _stdlib_dumps(data: Mapping[str, Any]) -> bytes:
     """The reference behaviour: json with orjson's two conversions, after the checks json lacks."""
     _check(data, 1)
     try:
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
-                          default=_default).encode()
+        return (_REFERENCE_MARK + _ENCODER.encode(data)).encode()
     except (TypeError, ValueError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
         raise SerializationError(f"session data is not JSON-serializable: {exc}") from exc
 
 
 def _stdlib_loads(payload: bytes) -> Any:
     try:
-        return json.loads(payload, parse_constant=_refuse_constant)
+        return _DECODER.decode(payload.decode())  # UTF-8 only, as orjson reads
     except RecursionError as exc:
         raise SerializationError("stored session payload is nested too deeply") from exc
 
@@ -134,16 +141,19 @@ class JSONSerializer:
             payload: bytes = self._orjson.dumps(data, option=_ORJSON_STRICT)
         except TypeError:  # orjson.JSONEncodeError: the reference decides (and raises if it refuses too)
             return _stdlib_dumps(data)
-        if b"null" in payload:  # a None, or a NaN/Infinity orjson wrote as null: the reference decides
-            _stdlib_dumps(data)
-        return payload
+        # A null may be a NaN or an Infinity orjson wrote as null: if so, the data does not read back equal.
+        if payload.find(b"null") >= 0 and self._orjson.loads(payload) != data:  # find: faster than in
+            _stdlib_dumps(data)  # raises for NaN; otherwise (a tuple, say) orjson's output stands
+        # orjson's bytes keep its whole output buffer (4 KiB for a 20-byte payload, 240 KiB for a
+        # 20 KiB one) for as long as they live; an exact-size copy lets it go.
+        return bytes(memoryview(payload))
 
     def loads(self, payload: bytes) -> dict[str, Any]:
         try:
-            if self._orjson is None or _LONG_NUMBER.search(payload) is not None:
-                data = _stdlib_loads(payload)
-            else:
+            if self._orjson is not None and payload[:1] != b" ":
                 data = self._orjson.loads(payload)
+            else:
+                data = _stdlib_loads(payload)
         except ValueError as exc:  # orjson.JSONDecodeError and json's both subclass it
             raise SerializationError("stored session payload is not valid JSON") from exc
         if not isinstance(data, dict):
