@@ -23,6 +23,8 @@ _US = timedelta(microseconds=1)
 # created and expires in microseconds since the epoch, version, user-id length (_NO_USER: none).
 _HEAD = struct.Struct("<qqQH")
 _INT = struct.Struct("<q")
+_EXPIRES_VERSION = struct.Struct("<qQ")  # the header's middle, rewritten by a save that keeps the user
+_USER_SIZE = struct.Struct("<H")
 _NO_USER = 0xFFFF
 _USER_AT = _HEAD.size
 # Decoded records of the most recently used sessions, so a busy session is not decoded on every
@@ -167,10 +169,8 @@ class InMemoryBackend(BaseSessionBackend):
 
     def _recall(self, key: str, record: SessionRecord) -> None:
         recent = self._recent
-        if key in recent:
-            del recent[key]
-        elif len(recent) >= _RECENT:
-            del recent[next(iter(recent))]  # the oldest entry
+        if key not in recent and len(recent) >= _RECENT:
+            del recent[next(iter(recent))]  # the first remembered
         recent[key] = record
 
     def _index(self, user_id: str, key: str) -> None:
@@ -288,8 +288,17 @@ class InMemoryBackend(BaseSessionBackend):
         version = expected_version + 1
         if record.version != version or record.created_at != current.created_at:
             record = _new_record(key, record.payload, record.user_id, current.created_at, record.expires_at, version)
-        value = _compact(record)
-        if record.user_id == current.user_id and record.expires_at >= current.expires_at:
+        old = self._data[key]
+        same_user = record.user_id == current.user_id
+        if same_user and type(old) is bytes and type(record.payload) is bytes and version < 2**64:
+            # Keep the stored creation time and user id; rewrite expiry and version, append the payload.
+            size = _USER_SIZE.unpack_from(old, 24)[0]
+            end = _USER_AT + (0 if size == _NO_USER else size)
+            value: bytes | SessionRecord = b"".join(
+                (old[:8], _EXPIRES_VERSION.pack(_us(record.expires_at), version), old[24:end], record.payload))
+        else:
+            value = _compact(record)
+        if same_user and record.expires_at >= current.expires_at:
             self._data[key] = value  # the common case: indexes and heap stay valid
         else:
             self._put(key, value)
