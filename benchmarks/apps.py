@@ -11,7 +11,7 @@ from harness import USER_VALUE, Contender
 STARLETTE = "Starlette SessionMiddleware"
 STARSESSIONS = "starsessions 2.2.1 (InMemoryStore)"
 OURS = "fastapi-sessions (ours)"
-SECRET = "bench-secret"
+SECRET = "bench-secret-key-of-at-least-32-bytes"
 
 # Methods that write to a store; whichever exist on the instance are counted.
 OURS_WRITE_METHODS = ("create", "update", "touch", "delete", "delete_by_user", "purge_expired", "set", "write", "save")
