@@ -8,7 +8,7 @@ and each must have had a TTL.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -46,17 +46,20 @@ def _at(us: bytes) -> datetime:
 
 class RedisKit(BackendConformance):
     capabilities = frozenset(
-        {Capability.OUT_OF_BAND_READ, Capability.READ_AND_TOUCH, Capability.UNREACHABLE_SERVER}
+        {Capability.OUT_OF_BAND_READ, Capability.IMMEDIATE_PURGE, Capability.UNREACHABLE_SERVER}
     )
-    # EXACT_PURGE_COUNT is not declared: Redis expires records on its own, so
-    # purge_expired() counts the index entries it cleaned up, not the records.
+    not_applicable: ClassVar[Mapping[Capability, str]] = {
+        Capability.EXACT_PURGE_COUNT: "Redis expires records on its own; purge_expired() counts the index "
+        "entries it cleaned up, not the records",
+    }
+    strict = True
     # Redis expires keys to the millisecond: shorter waits than the kit's defaults.
     expiry_delay: ClassVar[float] = 0.3
     expiry_margin: ClassVar[float] = 0.1
     url_fixture: ClassVar[str] = "redis_url"
     options: ClassVar[dict[str, Any]] = {}
 
-    @pytest_asyncio.fixture
+    @pytest_asyncio.fixture(loop_scope="function")
     async def backend(self, request: pytest.FixtureRequest) -> AsyncIterator[SessionBackend]:  # type: ignore[override]
         url: str = request.getfixturevalue(self.url_fixture)
         self.prefix = f"fs-test-{uuid.uuid4().hex}:"
@@ -74,7 +77,7 @@ class RedisKit(BackendConformance):
             # Sessions, indexes and purge queues all expire: nothing a test wrote may stay forever.
             assert without_ttl == [], without_ttl
 
-    @pytest_asyncio.fixture
+    @pytest_asyncio.fixture(loop_scope="function")
     async def unreachable_backend(self) -> AsyncIterator[SessionBackend]:
         scheme = "redis+cluster" if self.url_fixture == "redis_cluster_url" else "redis"
         backend = RedisBackend.from_url(f"{scheme}://127.0.0.1:{free_port()}/0", **self.options)

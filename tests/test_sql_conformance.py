@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
@@ -24,7 +24,8 @@ from fastapi_sessions.testing import BackendConformance, Capability
 
 TABLE = f"fs_test_{uuid.uuid4().hex[:10]}"
 SQL_CAPABILITIES = frozenset(
-    {Capability.OUT_OF_BAND_READ, Capability.EXACT_PURGE_COUNT, Capability.UNREACHABLE_SERVER}
+    {Capability.OUT_OF_BAND_READ, Capability.IMMEDIATE_PURGE, Capability.EXACT_PURGE_COUNT,
+     Capability.UNREACHABLE_SERVER}
 )
 
 
@@ -49,6 +50,7 @@ class SQLConformance(BackendConformance):
     """Shared setup: a fresh, empty table and a manual clock, so expiry needs no sleeping."""
 
     capabilities: ClassVar[frozenset[Capability]] = SQL_CAPABILITIES
+    strict = True
     manual_clock: ClassVar[bool] = True
 
     @pytest.fixture(autouse=True)
@@ -92,12 +94,12 @@ def _dt(micros: int) -> datetime:
 
 
 class TestPostgresConformance(SQLConformance):
-    @pytest_asyncio.fixture
+    @pytest_asyncio.fixture(loop_scope="function")
     async def backend(self, postgres_table: str) -> AsyncIterator[SessionBackend]:
         async for backend in self.open_backend(postgres_table):
             yield backend
 
-    @pytest_asyncio.fixture
+    @pytest_asyncio.fixture(loop_scope="function")
     async def unreachable_backend(self) -> AsyncIterator[SessionBackend]:
         async with SQLAlchemyBackend(f"postgresql://postgres@127.0.0.1:{free_port()}/test", table_name=TABLE) as b:
             yield b
@@ -110,24 +112,24 @@ class TestPostgresRealClockConformance(TestPostgresConformance):
 
 
 class TestMySQLConformance(SQLConformance):
-    @pytest_asyncio.fixture
+    @pytest_asyncio.fixture(loop_scope="function")
     async def backend(self, mysql_table: str) -> AsyncIterator[SessionBackend]:
         async for backend in self.open_backend(mysql_table):
             yield backend
 
-    @pytest_asyncio.fixture
+    @pytest_asyncio.fixture(loop_scope="function")
     async def unreachable_backend(self) -> AsyncIterator[SessionBackend]:
         async with SQLAlchemyBackend(f"mysql://root@127.0.0.1:{free_port()}/test", table_name=TABLE) as b:
             yield b
 
 
 class TestSQLiteFileConformance(SQLConformance):
-    @pytest_asyncio.fixture
+    @pytest_asyncio.fixture(loop_scope="function")
     async def backend(self, tmp_path: Path) -> AsyncIterator[SessionBackend]:
         async for backend in self.open_backend(f"sqlite:///{tmp_path / 'sessions.db'}"):
             yield backend
 
-    @pytest_asyncio.fixture
+    @pytest_asyncio.fixture(loop_scope="function")
     async def unreachable_backend(self, tmp_path: Path) -> AsyncIterator[SessionBackend]:
         # SQLite's "server" is the file system: a database in a directory that does not exist.
         async with SQLAlchemyBackend(f"sqlite:///{tmp_path / 'missing' / 'sessions.db'}", table_name=TABLE) as b:
@@ -138,10 +140,12 @@ class TestSQLiteFileConformance(SQLConformance):
 
 
 class TestSQLiteMemoryConformance(SQLConformance):
-    # UNREACHABLE_SERVER is not declared: an in-memory database has nothing to lose contact with.
     capabilities = SQL_CAPABILITIES - {Capability.UNREACHABLE_SERVER}
+    not_applicable: ClassVar[Mapping[Capability, str]] = {
+        Capability.UNREACHABLE_SERVER: "an in-memory database has nothing to lose contact with",
+    }
 
-    @pytest_asyncio.fixture
+    @pytest_asyncio.fixture(loop_scope="function")
     async def backend(self) -> AsyncIterator[SessionBackend]:
         async for backend in self.open_backend("sqlite+aiosqlite://"):
             yield backend

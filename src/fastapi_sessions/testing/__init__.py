@@ -6,7 +6,7 @@ Importing this module needs pytest and pytest-asyncio: ``pip install "fastapi-se
 from __future__ import annotations
 
 try:
-    import pytest  # noqa: F401
+    import pytest
     import pytest_asyncio  # noqa: F401
 except ModuleNotFoundError as exc:
     if exc.name not in ("pytest", "pytest_asyncio"):
@@ -18,7 +18,16 @@ except ModuleNotFoundError as exc:
         name=exc.name,
     ) from exc
 
-from .conformance import BackendConformance, Capability
-from .servers import server_url
+# Installed packages are not assert-rewritten by pytest: without this, a kit failure would be a bare
+# AssertionError. It must come before the kit's modules are imported (pytest's documented way).
+pytest.register_assert_rewrite(
+    "fastapi_sessions.testing._base",
+    "fastapi_sessions.testing._concurrency",
+    "fastapi_sessions.testing._fused",
+    "fastapi_sessions.testing.conformance",
+)
+
+from .conformance import BackendConformance, Capability  # noqa: E402
+from .servers import server_url  # noqa: E402
 
 __all__ = ["BackendConformance", "Capability", "server_url"]
