@@ -40,6 +40,7 @@ once their score is due, at a cost proportional to the due entries.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -203,6 +204,10 @@ class RedisBackend(BaseSessionBackend):
         # Last expiry (µs) this process saw per session key: when it shows that no idle
         # extension can be due, read_and_touch reads with a plain GET instead of the script.
         self._expiry_hints: dict[str, int] = {}
+        # redis-py's cluster client can break its connections when its very first commands run
+        # concurrently: it is set up once, alone, before the first command (_set_up).
+        self._cold = isinstance(client, RedisCluster)
+        self._set_up_lock: asyncio.Lock | None = None
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str | None = None, clock: Clock = utc_now,
@@ -275,8 +280,22 @@ class RedisBackend(BaseSessionBackend):
             return BackendUnavailable(f"Redis is unavailable ({self._label}): {detail}")
         return BackendError(f"Redis failed ({self._label}): {detail}")
 
+    async def _set_up(self) -> None:
+        """Set a cluster client up before its first command, once (see ``_cold``)."""
+        if self._set_up_lock is None:
+            self._set_up_lock = asyncio.Lock()
+        async with self._set_up_lock:
+            if self._cold and isinstance(self.client, RedisCluster):
+                try:
+                    await self.client.initialize()
+                except (RedisError, RedisClusterException, OSError) as exc:
+                    raise self._error(exc) from exc
+                self._cold = False
+
     async def _eval(self, script: scripts.Script, key: str, *args: EncodableT) -> Any:
         """Run a one-key script: EVALSHA, or EVAL when the server does not have it cached."""
+        if self._cold:
+            await self._set_up()
         try:
             try:
                 return await self.client.execute_command("EVALSHA", script.sha, b"1", key, *args)
@@ -286,6 +305,8 @@ class RedisBackend(BaseSessionBackend):
             raise self._error(exc) from exc
 
     async def _command(self, *args: EncodableT) -> Any:
+        if self._cold:
+            await self._set_up()
         try:
             return await self.client.execute_command(*args)
         except (RedisError, RedisClusterException, OSError) as exc:
@@ -295,6 +316,8 @@ class RedisBackend(BaseSessionBackend):
         """Several commands in one go (grouped per node on a cluster); scripts go as EVAL."""
         if not commands:
             return []
+        if self._cold:
+            await self._set_up()
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for command in commands:
@@ -307,6 +330,8 @@ class RedisBackend(BaseSessionBackend):
         """Write ``key``'s entry in ``user_id``'s index and make the index outlive ``expires_us``."""
         index = self.index_key(user_id)
         args = (2, index, self._queue_key(index), expires_us, key, index, now_us)
+        if self._cold:
+            await self._set_up()
         try:
             await self.client.execute_command("EVALSHA", scripts.INDEX_ADD.sha, *args)
         except NoScriptError:
@@ -368,6 +393,8 @@ class RedisBackend(BaseSessionBackend):
         session = self._session_prefix + key
         hints = self._expiry_hints
         hint = hints.get(key)
+        if self._cold:
+            await self._set_up()
         try:
             if hint is not None and due_after < hint:
                 # Known not due: one plain GET, the cheapest command; the record it returns decides.
