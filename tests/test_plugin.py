@@ -12,10 +12,12 @@ import pytest
 from fastapi import Request
 
 from conftest import SECRET, app_with, client_for
-from fastapi_sessions import ConfigurationError, SessionManager, SessionRecord, utc_now
+from fastapi_sessions import ConfigurationError, ManualClock, SessionManager, SessionRecord, utc_now
 from fastapi_sessions.backends import available_backends, from_url
 from fastapi_sessions.core.registry import ENTRY_POINT_GROUP
 from fastapi_sessions.core.tokens import new_token, storage_key
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_distribution_declares_the_entry_point() -> None:
@@ -57,6 +59,21 @@ async def test_a_file_url_stores_in_that_file(tmp_path: Path) -> None:
 def test_plugin_url_errors_are_configuration_errors() -> None:
     with pytest.raises(ConfigurationError):
         from_url("litestore://?journal=wal")
+    with pytest.raises(ConfigurationError):  # an option its factory does not take
+        from_url("litestore://", journal="wal")
+
+
+def test_backend_options_reach_the_plugin_factory() -> None:
+    clock = ManualClock()
+    backend = from_url("litestore://", clock=clock)
+    assert isinstance(backend, fsessions_litestore.LiteStoreBackend) and backend.clock is clock
+
+
+def test_the_guide_shows_the_plugin_suite_verbatim() -> None:
+    """The guide's test example is examples/plugin/tests/test_conformance.py, which CI runs and type-checks."""
+    guide = (ROOT / "docs" / "writing-a-backend.md").read_text()
+    suite = (ROOT / "examples" / "plugin" / "tests" / "test_conformance.py").read_text()
+    assert f"```python\n{suite}```" in guide
 
 
 def test_a_manager_on_the_plugin_serves_requests() -> None:

@@ -45,9 +45,22 @@ class SessionBackend(Protocol):
     is never returned.
 
     **Lifecycle rules.** ``create`` starts a record at version 1 whatever
-    ``record.version`` says, and ``update`` counts up from there. ``touch``
-    never revives a deleted or expired record. Every operation is atomic on
-    its one key.
+    ``record.version`` says, and ``update`` counts up from there, keeping the
+    stored ``key`` and ``created_at``. ``touch`` never revives a deleted or
+    expired record, and the per-user index follows it: the record stays listed
+    (and ``delete_by_user`` finds it) until its new expiry. ``delete`` says
+    ``True`` only for a record live at ``now``. Tombstones or soft-deleted
+    rows a store keeps are not records: absent to every method, counted by
+    none.
+
+    **Every operation is atomic on its one key**: concurrent calls on a key
+    end as if run one after the other. A method that checks in one round trip
+    and writes in another breaks this (two creators of one key, a touch that
+    brings back a deleted record or overwrites an update); use the store's
+    conditional write or a server-side script.
+
+    The conformance kit (``fastapi_sessions.testing``) checks each rule and
+    names it when it breaks; docs/writing-a-backend.md lists them.
     """
 
     async def create(self, record: SessionRecord, *, now: datetime | None = None) -> None:
@@ -62,26 +75,35 @@ class SessionBackend(Protocol):
         ...
 
     async def update(self, record: SessionRecord, expected_version: int, *, now: datetime | None = None) -> int:
-        """Replace the stored record if its version is ``expected_version``.
+        """Replace the stored record if its version is ``expected_version``, atomically (a compare-and-set).
 
         Returns the new version (``expected_version + 1``); the stored record
         takes that version whatever ``record.version`` says. Raises
         ``SessionConflict`` on a version mismatch and ``SessionNotFound`` if
         the record is gone or expired at ``now``: an update never resurrects.
-        ``record.key`` and ``record.created_at`` identify, they are not changed.
+        ``record.key`` and ``record.created_at`` identify, they are not changed:
+        the stored ``created_at`` stays, whatever the caller's record says. A
+        changed ``user_id`` moves the record to that user's index.
         """
         ...
 
     async def touch(self, key: str, expires_at: datetime, *, now: datetime | None = None) -> bool:
         """Set the expiry of a record live at ``now`` without rewriting it; ``False`` if gone or expired.
 
-        Never revives a deleted or expired record, and keeps the per-user index
-        in step: the record stays listed for its user until its new expiry.
+        Never revives a deleted or expired record (also when it races a
+        ``delete``), and keeps the per-user index in step: the record stays
+        listed for its user, and ``delete_by_user`` finds it, until its new
+        expiry. Payload, user and version are not rewritten (also when it races
+        an ``update``).
         """
         ...
 
     async def delete(self, key: str, *, now: datetime | None = None) -> bool:
-        """Remove the record; idempotent. Returns whether a record live at ``now`` was removed."""
+        """Remove the record; idempotent. Returns whether a record live at ``now`` was removed.
+
+        ``False`` for a key that is unknown, already deleted or expired at ``now``,
+        even if an expired leftover is removed physically.
+        """
         ...
 
     async def list_by_user(self, user_id: str, *, now: datetime | None = None) -> Sequence[SessionRecord]:
@@ -105,8 +127,11 @@ class SessionBackend(Protocol):
 class SupportsReadAndTouch(Protocol):
     """Optional: a read that also extends the idle deadline, in one round trip.
 
-    A backend that has this method is used through it on every request that
-    carries a token, so idle extension costs no extra round trip.
+    The manager decides by presence: a backend that has this method is used
+    through it on every request that carries a token, so idle extension costs
+    no extra round trip; the conformance kit tests it whenever it is there.
+    Leave it out rather than implement it in two steps; the manager then uses
+    ``read`` and ``touch``. Its errors are mapped like every other method's.
     """
 
     async def read_and_touch(
@@ -123,8 +148,12 @@ class SupportsReadAndTouch(Protocol):
         With ``target = min(created_at + absolute_timeout, now + idle_timeout)``,
         the stored ``expires_at`` becomes ``target`` when
         ``target - expires_at >= refresh_interval``; nothing else changes (not
-        the payload, not the version). Liveness is judged against ``now``, and
-        a native expiry it sets is relative to ``now`` as in :class:`SessionBackend`.
+        the payload, not the user, not the version), and the per-user index
+        follows the new expiry as for ``touch``. ``target`` never passes the
+        absolute deadline ``created_at + absolute_timeout``. Liveness is judged
+        against ``now``: a record expired at ``now`` (idle or absolute) is
+        ``(None, False)``, and a deleted one is never revived. A native expiry
+        it sets is relative to ``now`` as in :class:`SessionBackend`.
         Returns the record as stored afterwards (or ``None`` if there is no
         live record) and whether it was extended.
         """

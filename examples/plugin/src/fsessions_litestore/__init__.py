@@ -197,12 +197,17 @@ class LiteStoreBackend(BaseSessionBackend):
         await asyncio.to_thread(close)
 
 
-def from_url(url: str, *, clock: Clock = utc_now) -> LiteStoreBackend:
-    """``litestore:///absolute/path.db``, ``litestore://relative.db`` or ``litestore://`` (memory)."""
+def from_url(url: str, **options: Any) -> LiteStoreBackend:
+    """``litestore:///absolute/path.db``, ``litestore://relative.db`` or ``litestore://`` (memory).
+
+    ``options`` are the ``backend_options`` an application passes to ``from_url`` or
+    ``SessionManager.from_url``; they go to :class:`LiteStoreBackend` (``clock``). An unknown
+    one is a ``TypeError``, which ``from_url`` reports as a ``ConfigurationError``.
+    """
     parts = urlsplit(url)
     if parts.scheme != "litestore":
         raise ConfigurationError(f"not a litestore:// URL: {parts.scheme}://")
     if parts.query:
         raise ConfigurationError("litestore:// takes no options")
     path = unquote(parts.netloc + parts.path)
-    return LiteStoreBackend(path or ":memory:", clock=clock)
+    return LiteStoreBackend(path or ":memory:", **options)
