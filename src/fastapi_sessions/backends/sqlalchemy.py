@@ -383,11 +383,16 @@ class SQLAlchemyBackend(BaseSessionBackend):
         """Execute one statement on a pooled autocommit connection; the result comes back buffered."""
         if not self._table_ready:
             await self._ensure_table()
-        try:
-            async with self._engine.connect() as conn:
-                return await conn.execute(statement, params)
-        except self._failures as exc:
-            raise self._error(exc, what) from exc
+        for attempt in range(_DEADLOCK_RETRIES + 1):
+            try:
+                async with self._engine.connect() as conn:
+                    return await conn.execute(statement, params)
+            except self._failures as exc:
+                # A deadlock victim's one statement was rolled back whole, so running it again is safe
+                # (InnoDB deadlocks a delete by user against an update of one of its rows).
+                if attempt == _DEADLOCK_RETRIES or not _deadlock(exc):
+                    raise self._error(exc, what) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- table management --------------------------------------------------------------------
 
@@ -588,6 +593,16 @@ def _reason(exc: BaseException, url: URL) -> str:
                         "the URL")
         return reason
     return type(orig).__name__
+
+
+_DEADLOCK_RETRIES = 3
+
+
+def _deadlock(exc: BaseException) -> bool:
+    """Whether the server chose this statement as a deadlock's victim (MySQL 1213, PostgreSQL 40P01)."""
+    orig = _orig(exc)
+    mysql_error = _mysql_error(orig)
+    return (mysql_error is not None and mysql_error[0] == 1213) or _sqlstate(orig) == "40P01"
 
 
 def _unavailable(exc: BaseException) -> bool:
