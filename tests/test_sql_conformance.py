@@ -124,6 +124,9 @@ class TestMySQLConformance(SQLConformance):
 
 
 class TestSQLiteFileConformance(SQLConformance):
+    # SQLite has one writer at a time: concurrent writers wait in its busy handler, which sleeps.
+    race_keys = 2
+    race_rounds = 1
     @pytest_asyncio.fixture(loop_scope="function")
     async def backend(self, tmp_path: Path) -> AsyncIterator[SessionBackend]:
         async for backend in self.open_backend(f"sqlite:///{tmp_path / 'sessions.db'}"):
@@ -140,6 +143,8 @@ class TestSQLiteFileConformance(SQLConformance):
 
 
 class TestSQLiteMemoryConformance(SQLConformance):
+    race_keys = 2
+    race_rounds = 1
     capabilities = SQL_CAPABILITIES - {Capability.UNREACHABLE_SERVER}
     not_applicable: ClassVar[Mapping[Capability, str]] = {
         Capability.UNREACHABLE_SERVER: "an in-memory database has nothing to lose contact with",

@@ -167,35 +167,35 @@ class BackendConformance(ConcurrencyTests, ReadAndTouchTests):
 
     @_kit
     async def test_expired_records_are_absent_to_every_method(self, backend: SessionBackend) -> None:
-        """After a record's expiry every method treats it as absent: delete() says False, touch() revives nothing."""
+        """Past its expiry, and before any purge, a record is absent to every method: delete() says False."""
+        t = ms(self.now())
         user = self.new_user()
-        records = [self.short_lived(user_id=user, payload=b'{"i":%d}' % i) for i in range(4)]
+        records = [self.record_at(t, user_id=user, payload=b'{"i":%d}' % i) for i in range(4)]
         for record in records:
-            await backend.create(record, now=self.now())
-        await self.expire(backend)
-        now = self.now()
+            await backend.create(record, now=t)
+        now, later = t + 61 * SECOND, t + 3600 * SECOND
+        seen = "expired at T+60s, called at T+61s"
         to_delete, to_touch, to_update, to_read_and_touch = records
         deleted = await backend.delete(to_delete.key, now=now)
-        assert deleted is False, broke("delete-idempotent", f"delete() of an expired record returned {deleted!r}")
-        later = ms(now + timedelta(hours=1))
+        assert deleted is False, broke("delete-idempotent", f"{seen}: delete() -> {deleted!r}")
         touched = await backend.touch(to_touch.key, later, now=now)
-        assert touched is False, broke("touch-no-revival", f"touch() of an expired record returned {touched!r}")
+        assert touched is False, broke("touch-no-revival", f"{seen}: touch() -> {touched!r}")
         with pytest.raises(SessionNotFound):
             await backend.update(self._with(to_update, b'{"revived":1}', expires_at=later), 1, now=now)
-            pytest.fail(broke("update-no-resurrection", "update() of an expired record returned normally"))
+            pytest.fail(broke("update-no-resurrection", f"{seen}: update() returned normally"))
         if isinstance(backend, SupportsReadAndTouch):
             got, extended = await backend.read_and_touch(
                 to_read_and_touch.key, now=now, idle_timeout=timedelta(hours=1), absolute_timeout=timedelta(hours=8),
                 refresh_interval=timedelta(minutes=1))
             assert (got, extended) == (None, False), broke(
-                "read-and-touch-deadlines", f"read_and_touch() of an expired record returned {show((got, extended))}")
+                "read-and-touch-deadlines", f"{seen}: read_and_touch() -> {show((got, extended))}")
         for record in records:
-            got = await backend.read(record.key, now=self.now())
-            assert got is None, broke("expired-is-absent", f"read() after expiry returned {show(got)}")
-        listed = await backend.list_by_user(user, now=self.now())
-        assert list(listed) == [], broke("expired-is-absent", f"list_by_user() after expiry listed {show(listed)}")
-        count = await backend.delete_by_user(user, now=self.now())
-        assert count == 0, broke("delete-by-user-exact", f"delete_by_user() counted {count} expired records")
+            got = await backend.read(record.key, now=now)
+            assert got is None, broke("expired-is-absent", f"{seen}: read() -> {show(got)}")
+        listed = await backend.list_by_user(user, now=now)
+        assert list(listed) == [], broke("expired-is-absent", f"{seen}: list_by_user() -> {show(listed)}")
+        count = await backend.delete_by_user(user, now=now)
+        assert count == 0, broke("delete-by-user-exact", f"{seen}: delete_by_user() counted {count}")
 
     @_kit
     async def test_keys_are_independent(self, backend: SessionBackend) -> None:
@@ -535,9 +535,12 @@ class BackendConformance(ConcurrencyTests, ReadAndTouchTests):
     async def test_touch_of_a_missing_or_expired_record_is_false(self, backend: SessionBackend) -> None:
         touched = await backend.touch(self.new_key(), ms(self.now() + timedelta(hours=1)), now=self.now())
         assert touched is False, broke("touch-no-revival", f"touch() of an unknown key -> {touched!r}")
-        record = self.short_lived()
+        record, other = self.short_lived(), self.short_lived()
         await backend.create(record, now=self.now())
+        await backend.create(other, now=self.now())
         await self.expire(backend)
+        deleted = await backend.delete(other.key, now=self.now())  # the same wait serves delete
+        assert deleted is False, broke("delete-idempotent", f"delete() of an expired record -> {deleted!r}")
         touched = await backend.touch(record.key, ms(self.now() + timedelta(hours=1)), now=self.now())
         assert touched is False, broke("touch-no-revival", f"touch() of an expired record -> {touched!r}")
         got = await backend.read(record.key, now=self.now())
