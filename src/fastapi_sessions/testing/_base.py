@@ -35,7 +35,8 @@ class Capability(StrEnum):
     #: directly, so the kit can check that writes land and deletes leave.
     OUT_OF_BAND_READ = "out_of_band_read"
     #: ``purge_expired()`` removes every record expired at ``now`` from the store at once (checked
-    #: through ``stored_record``). Not true of a store that expires records itself, later.
+    #: through ``stored_record``). Not true of a store that expires records itself, later: put it
+    #: in ``not_applicable`` then. ``OUT_OF_BAND_READ`` implies it unless it is there, as in kit v1.
     IMMEDIATE_PURGE = "immediate_purge"
     #: ``purge_expired()`` returns the exact number of expired records it removed.
     #: Stores whose server expires records on its own cannot promise that.
@@ -140,10 +141,11 @@ class KitBase:
             pytest.fail(f"{cls.__name__}: IMMEDIATE_PURGE is checked through stored_record: declare OUT_OF_BAND_READ")
         entry = kit_report(request.config).entry(cls.__name__)
         if not entry.declared:
-            entry.declared = sorted(c.value for c in self.capabilities)
+            provided = self.provided()
+            entry.declared = sorted(c.value for c in provided)
             entry.not_applicable = {c.value: why for c, why in self.not_applicable.items()}
             entry.undeclared = [c.value for c in STRICT_CAPABILITIES
-                                if c not in self.capabilities and c not in self.not_applicable]
+                                if c not in provided and c not in self.not_applicable]
 
     def report_optional(self, method: str, state: str) -> None:
         """Say in the kit's summary what became of an optional method (tested, absent, ...)."""
@@ -156,9 +158,15 @@ class KitBase:
     def is_strict(self) -> bool:
         return self.strict or os.environ.get(STRICT_VARIABLE) == "1"
 
+    def provided(self) -> frozenset[Capability]:
+        """The declared capabilities, with ``IMMEDIATE_PURGE`` implied by ``OUT_OF_BAND_READ`` (kit v1's meaning)."""
+        implied = (Capability.OUT_OF_BAND_READ in self.capabilities
+                   and Capability.IMMEDIATE_PURGE not in self.not_applicable)
+        return self.capabilities | {Capability.IMMEDIATE_PURGE} if implied else frozenset(self.capabilities)
+
     def require(self, capability: Capability) -> None:
-        """Return if ``capability`` is declared; else skip this test, naming it (or fail under strict)."""
-        if capability in self.capabilities:
+        """Return if ``capability`` is provided; else skip this test, naming it (or fail under strict)."""
+        if capability in self.provided():
             return
         why = self.not_applicable.get(capability)
         if why is not None:

@@ -362,7 +362,7 @@ class BackendConformance(ConcurrencyTests, ReadAndTouchTests):
         assert got == expected, broke("native-expiry-relative", f"{seen}; read(now=T) -> {show(got)}")
         listed = await backend.list_by_user(user, now=t)
         assert list(listed) == [expected], broke("native-expiry-relative", f"{seen}; listed {show(listed)}")
-        if Capability.OUT_OF_BAND_READ in self.capabilities:
+        if Capability.OUT_OF_BAND_READ in self.provided():
             stored = await self.stored_record(backend, record.key)
             assert stored == expected, broke("native-expiry-relative", f"{seen}; the store holds {show(stored)}")
         got = await backend.read(record.key, now=t + 10799 * SECOND)
