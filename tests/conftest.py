@@ -189,6 +189,8 @@ def _server(name: str, **options: Any) -> Iterator[str]:
 #: Why a test may skip, by a phrase its reason contains; anything else is listed as "other".
 SKIP_KINDS = {
     "does not declare capability": "for a capability its backend does not declare",
+    "is not applicable:": "for a capability its backend declares not applicable",
+    "has no read_and_touch()": "for the optional read_and_touch() its backend does not have",
     "needs a real MongoDB": "that need a real MongoDB (the server is the nx-27017 stand-in)",
     "server: set FASTAPI_SESSIONS_TEST_": "for a missing server",
 }
