@@ -89,7 +89,8 @@ from ..core.errors import (
 from ..core.records import SessionRecord
 from ..core.registry import BackendNotInstalled, mask_url
 
-__all__ = ["DEFAULT_TABLE_NAME", "SQLAlchemyBackend", "ddl", "from_url", "main", "session_table"]
+__all__ = ["DEFAULT_POOL", "DEFAULT_TABLE_NAME", "DEFAULT_TIMEOUTS", "SQLAlchemyBackend", "ddl", "from_url", "main",
+           "session_table"]
 
 DEFAULT_TABLE_NAME = "fastapi_sessions"
 #: Longest user id MySQL/MariaDB store (bytes of UTF-8); PostgreSQL's index takes about 2,700 bytes.
@@ -203,7 +204,67 @@ def _is_sqlite_memory(url: URL) -> bool:
                                                    or url.query.get("mode") == "memory")
 
 
-def _create_engine(url: str | URL, *, connect_timeout: float | None, **options: Any) -> AsyncEngine:
+#: Bounds every wait on a server (seconds; see docs/backends/sql.md, "Timeouts and pool").
+DEFAULT_TIMEOUTS: dict[str, float] = {"connect_timeout": 5.0, "command_timeout": 5.0, "pool_timeout": 5.0}
+#: Connections per process: no overflow, so a busy pool never opens and closes a connection per request.
+DEFAULT_POOL: dict[str, int] = {"pool_size": 20, "max_overflow": 0}
+# The driver's keyword for each bound, by driver (aiosqlite is local: SQLite's own busy timeout applies).
+_DRIVER_TIMEOUTS = {"asyncpg": {"connect_timeout": "timeout", "command_timeout": "command_timeout"},
+                    "asyncmy": {"connect_timeout": "connect_timeout", "command_timeout": "read_timeout"}}
+
+
+def _option(name: str, value: Any, *, integer: bool = False, minimum: int = 0) -> Any:
+    """A timeout or pool size from a keyword or a URL query string, checked: ``ConfigurationError`` if bad."""
+    if isinstance(value, str):
+        try:
+            value = int(value) if integer else float(value)
+        except ValueError:
+            raise ConfigurationError(f"{name} must be {'an integer' if integer else 'a number of seconds'}, "
+                                     f"not {value!r}") from None
+    if integer:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigurationError(f"{name} must be an integer of at least {minimum}, not {value!r}")
+    elif isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise ConfigurationError(f"{name} must be a positive number of seconds, not {value!r}")
+    return value
+
+
+def _bounds(parsed: URL, given: dict[str, Any], options: dict[str, Any]) -> URL:
+    """Our timeout and pool options, from keywords first, then the URL's query (removed from it), then defaults.
+
+    Timeouts go to the driver's connect arguments, ``pool_*`` and ``max_overflow`` to the engine.
+    """
+    query = dict(parsed.query)
+    pool_options = ("pool_size", "max_overflow")
+    for name in (*DEFAULT_TIMEOUTS, *pool_options):
+        raw = query.pop(name, None)
+        if given.get(name, False) is not False:
+            continue  # a keyword wins over the URL
+        if raw is not None:
+            given[name] = raw if isinstance(raw, str) else raw[-1]
+    parsed = parsed.set(query=query)
+    if not _is_sqlite_memory(parsed) and parsed.get_backend_name() != "sqlite":
+        for name, default in DEFAULT_POOL.items():
+            value = given.get(name, False)
+            options.setdefault(name, _option(name, default if value is False else value, integer=True,
+                                             minimum=1 if name == "pool_size" else 0))
+        value = given.get("pool_timeout", False)
+        if value is not None:
+            options.setdefault("pool_timeout", _option("pool_timeout", DEFAULT_TIMEOUTS["pool_timeout"]
+                                                       if value is False else value))
+    keys = _DRIVER_TIMEOUTS.get(parsed.get_driver_name(), {})
+    for name in ("connect_timeout", "command_timeout"):
+        value = given.get(name, False)
+        value = DEFAULT_TIMEOUTS[name] if value is False else value
+        if value is None:
+            continue  # None: the driver's own behaviour (for a command: no bound at all)
+        value = _option(name, value)
+        if name in keys:
+            options.setdefault("connect_args", {}).setdefault(keys[name], value)
+    return parsed
+
+
+def _create_engine(url: str | URL, *, bounds: dict[str, Any], **options: Any) -> AsyncEngine:
     parsed = _async_url(url)
     options.setdefault("isolation_level", "AUTOCOMMIT")  # one statement per operation: no BEGIN/COMMIT trips
     if _SKIP_ROLLBACK:
@@ -212,11 +273,7 @@ def _create_engine(url: str | URL, *, connect_timeout: float | None, **options: 
         # An in-memory database lives in its connection: share exactly one.
         options.setdefault("poolclass", StaticPool)
         options.setdefault("connect_args", {"check_same_thread": False})
-    elif connect_timeout is not None:
-        # Fail fast when the server is down instead of the drivers' default minute.
-        key = {"asyncpg": "timeout", "asyncmy": "connect_timeout"}.get(parsed.get_driver_name())
-        if key is not None:
-            options.setdefault("connect_args", {}).setdefault(key, connect_timeout)
+    parsed = _bounds(parsed, bounds, options)
     backend = parsed.get_backend_name()
     default = f"{backend}+{_DEFAULT_DRIVERS[backend]}://"
     extra = f'pip install "fastapi-sessions[{_EXTRAS.get(backend, backend)}]"'
@@ -270,21 +327,27 @@ class SQLAlchemyBackend(BaseSessionBackend):
         schema: str | None = None,
         create_table: bool = False,
         purge_batch_size: int = 1000,
-        connect_timeout: float | None = 5.0,
+        connect_timeout: Any = False,
+        command_timeout: Any = False,
         clock: Clock = utc_now,
         **engine_options: Any,
     ) -> None:
         if purge_batch_size < 1:
             raise ConfigurationError("purge_batch_size must be at least 1")
+        # False: not given (the URL's query or the default decides); None: the driver's own behaviour.
+        bounds: dict[str, Any] = {"connect_timeout": connect_timeout, "command_timeout": command_timeout}
+        for name in ("pool_timeout", "pool_size", "max_overflow"):
+            if name in engine_options:
+                bounds[name] = engine_options.pop(name)
         if isinstance(engine, AsyncEngine):
-            if engine_options:
+            if engine_options or any(value is not False for value in bounds.values()):
                 raise ConfigurationError("engine options apply only when the backend builds its engine from a URL")
             self.engine = engine
             self._owns_engine = False
             # Autocommit on our checkouts only; the application's own use of the engine is untouched.
             self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         else:
-            self.engine = self._engine = _create_engine(engine, connect_timeout=connect_timeout, **engine_options)
+            self.engine = self._engine = _create_engine(engine, bounds=bounds, **engine_options)
             self._owns_engine = True
         self.table = session_table(table_name, schema=schema)
         self.purge_batch_size = purge_batch_size
