@@ -57,10 +57,18 @@ from ..core.errors import (
 from ..core.records import SessionRecord
 from ..core.registry import mask_url
 
-__all__ = ["DEFAULT_COLLECTION", "DEFAULT_DATABASE", "MongoBackend", "from_url"]
+__all__ = ["DEFAULT_CLIENT_OPTIONS", "DEFAULT_COLLECTION", "DEFAULT_DATABASE", "MongoBackend", "from_url"]
 
 DEFAULT_DATABASE = "fastapi_sessions"
 DEFAULT_COLLECTION = "sessions"
+#: What a client built from a URL gets unless the URL or a keyword sets it (names are case-insensitive).
+#: ``timeoutMS`` bounds each operation as a whole: server selection, pool wait, connect, retry and reply.
+#: PyMongo's own defaults wait 30 s for a server and forever for a reply.
+DEFAULT_CLIENT_OPTIONS: dict[str, Any] = {
+    "timeoutMS": 5000,
+    "connectTimeoutMS": 5000,
+    "serverSelectionTimeoutMS": 5000,
+}
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -114,7 +122,9 @@ class MongoBackend(BaseSessionBackend):
     database) or a ``client`` the application already has; ``database`` and
     ``collection`` override the defaults. A client passed in is not closed by
     :meth:`aclose`, one built from a URL is. Other keyword arguments go to
-    ``AsyncMongoClient`` (for example ``serverSelectionTimeoutMS``).
+    ``AsyncMongoClient`` (for example ``serverSelectionTimeoutMS``); a client
+    built from a URL gets :data:`DEFAULT_CLIENT_OPTIONS` (every operation
+    bounded by 5 s) unless the URL or a keyword sets them.
 
     The TTL index on ``expires_at``, the sparse index on ``user_id`` and the
     index on ``expires_ms`` (for :meth:`purge_expired`) are created on first
@@ -147,6 +157,10 @@ class MongoBackend(BaseSessionBackend):
             database = database or url_database
             if url_collection is not None and collection == DEFAULT_COLLECTION:
                 collection = url_collection
+            given = {name.lower() for name in client_options} | _query_names(url)
+            for name, value in DEFAULT_CLIENT_OPTIONS.items():
+                if name.lower() not in given:
+                    client_options[name] = value
             try:
                 client = AsyncMongoClient(url, **client_options)
             except (PyMongoError, ValueError) as exc:  # a malformed URI or option; never echo the password
@@ -333,6 +347,12 @@ class MongoBackend(BaseSessionBackend):
         self._closed = True
         if self._owns_client:
             await self.client.close()
+
+
+def _query_names(url: str) -> set[str]:
+    """The URL's option names, lower-cased (PyMongo reads them case-insensitively)."""
+    query = urlsplit(url).query
+    return {option.partition("=")[0].lower() for option in query.split("&") if option}
 
 
 def _split_url(url: str) -> tuple[str, str | None, str | None]:
