@@ -52,12 +52,12 @@ class FaultProxy:
         self._writers.add(writer)
         try:
             await self._flowing.wait()  # a black hole answers no new connection either
+            generation = self._generation  # before connecting: a hole opened meanwhile swallows this one too
             try:
                 up_reader, up_writer = await asyncio.open_connection(*self.target)
             except OSError:
                 return
             self._writers.add(up_writer)
-            generation = self._generation
             try:
                 await asyncio.gather(self._pipe(reader, up_writer, generation),
                                      self._pipe(up_reader, writer, generation))

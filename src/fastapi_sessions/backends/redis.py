@@ -237,6 +237,7 @@ class RedisBackend(BaseSessionBackend):
         self._pool_timeout = pool_timeout
         self._deadline = deadline
         self._plain = self._gate is None and deadline is None
+        self._cold = isinstance(client, RedisCluster) and not self._plain
         self._exec: Callable[..., Coroutine[Any, Any, Any]] = (
             client.execute_command if self._plain else self._bounded_command)
         self.prefix = prefix
@@ -364,6 +365,12 @@ class RedisBackend(BaseSessionBackend):
         gate = self._gate
         try:
             async with asyncio.timeout(self._deadline):
+                if self._cold:
+                    # Topology first: redis-py's cluster client, when its first commands run before it has
+                    # the slot map, follows MOVED to unmapped addresses (bypassing address_remap) and races
+                    # concurrent connects. initialize() is idempotent and locked.
+                    await self.client.initialize()
+                    self._cold = False
                 if gate is None:
                     return await call()
                 if gate.locked():
