@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from redis.asyncio import BlockingConnectionPool
+from redis.asyncio import ConnectionPool
 
 from conftest import silent_server
 from fastapi_sessions import ConfigurationError
@@ -23,8 +23,9 @@ pytestmark = [pytest.mark.asyncio]
 async def test_redis_defaults_are_5_s_to_connect_to_reply_and_to_get_a_connection() -> None:
     backend = RedisBackend.from_url("redis://127.0.0.1:1/0")
     pool = backend.client.connection_pool
-    assert isinstance(pool, BlockingConnectionPool)
-    assert (pool.max_connections, pool.timeout) == (100, 5.0)
+    assert isinstance(pool, ConnectionPool) and pool.max_connections == 100
+    assert backend._gate is not None and backend._gate._value == 100  # calls beyond it wait for a connection
+    assert (backend._pool_timeout, backend._deadline) == (5.0, None)
     kwargs = pool.connection_kwargs
     assert (kwargs["socket_connect_timeout"], kwargs["socket_timeout"], kwargs["socket_keepalive"]) == (5.0, 5.0, True)
     await backend.aclose()
@@ -43,8 +44,8 @@ async def test_redis_options_come_from_the_url_or_keywords() -> None:
     backend = RedisBackend.from_url("redis://127.0.0.1:1/0?socket_timeout=0.5&pool_timeout=2&max_connections=7",
                                     socket_connect_timeout=1.5)
     pool = backend.client.connection_pool
-    assert isinstance(pool, BlockingConnectionPool)
-    assert (pool.max_connections, pool.timeout) == (7, 2.0)
+    assert pool.max_connections == 7
+    assert backend._gate is not None and (backend._gate._value, backend._pool_timeout) == (7, 2.0)
     assert (pool.connection_kwargs["socket_timeout"], pool.connection_kwargs["socket_connect_timeout"]) == (0.5, 1.5)
     await backend.aclose()
 

@@ -50,7 +50,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio import Redis, RedisCluster
 from redis.backoff import FullJitterBackoff
 from redis.exceptions import (
     ClusterDownError,
@@ -216,10 +216,11 @@ class RedisBackend(BaseSessionBackend):
     ``max_concurrency`` caps the calls in flight: a call beyond it waits up to
     ``pool_timeout`` seconds for a slot, then fails with ``BackendUnavailable``,
     and a call that holds a slot ends within ``deadline`` seconds. redis-py's
-    async cluster client has no pool that waits (it fails at once when a node's
-    ``max_connections`` are in use, and retries timeouts), so :meth:`from_url`
-    sets both for a cluster; a standalone client waits in its own
-    ``BlockingConnectionPool`` instead and needs neither.
+    pools fail at once when their ``max_connections`` are in use, and its
+    ``BlockingConnectionPool`` (before redis-py 5.1 at least) holds its lock
+    while it connects, so a silent server stalls every release; :meth:`from_url`
+    therefore caps calls at ``max_connections`` itself, and sets ``deadline``
+    for a cluster, whose client retries timeouts on its own.
     """
 
     def __init__(self, client: Client, *, prefix: str = DEFAULT_PREFIX, close_client: bool = False,
@@ -260,12 +261,10 @@ class RedisBackend(BaseSessionBackend):
         ``clock`` is the backend's own clock (see :class:`RedisBackend`).
         ``client_options`` go to ``redis.asyncio.Redis.from_url`` or
         ``RedisCluster.from_url``, on top of :data:`DEFAULT_SOCKET_OPTIONS`
-        (a URL query option wins over both). A standalone client gets a
-        ``BlockingConnectionPool``: when its ``max_connections`` are in use, a
-        call waits up to ``pool_timeout`` seconds (URL option or keyword,
-        default :data:`DEFAULT_POOL_TIMEOUT`) instead of failing at once; on a
-        cluster the backend caps its calls at ``max_connections`` and waits the
-        same way. Unless ``retry=`` is given, a connection error is retried
+        (a URL query option wins over both). When ``max_connections`` calls
+        are in flight, a call waits up to ``pool_timeout`` seconds (URL option
+        or keyword, default :data:`DEFAULT_POOL_TIMEOUT`) instead of failing
+        at once. Unless ``retry=`` is given, a connection error is retried
         twice within about 0.1 s and a timeout is not retried, so a store that
         is down answers 503 quickly and one that hangs within the timeouts.
         """
@@ -319,16 +318,14 @@ class RedisBackend(BaseSessionBackend):
                 deadline = pool_timeout + sum(float(kwargs.get(name) or 0)
                                               for name in ("socket_connect_timeout", "socket_timeout"))
             else:
-                pool = BlockingConnectionPool.from_url(
-                    urlunsplit(parts._replace(scheme=base, query=urlencode(query))), timeout=pool_timeout,
-                    **client_options)
-                client = Redis.from_pool(pool)
+                client = Redis.from_url(urlunsplit(parts._replace(scheme=base, query=urlencode(query))),
+                                        **client_options)
         except (ValueError, TypeError, RedisError, RedisClusterException) as exc:
             if isinstance(exc, ConfigurationError):
                 raise
             raise ConfigurationError(f"bad Redis URL or option for {mask_url(url)}: {exc}") from None
         return cls(client, prefix=DEFAULT_PREFIX if prefix is None else prefix, close_client=True,
-                   label=mask_url(url), clock=clock, max_concurrency=limit if cluster else None,
+                   label=mask_url(url), clock=clock, max_concurrency=limit,
                    pool_timeout=pool_timeout, deadline=deadline)
 
     # -- keys --------------------------------------------------------------------------------
@@ -362,32 +359,38 @@ class RedisBackend(BaseSessionBackend):
 
         A cancelled redis-py command drops its connection, so nothing half-read is reused.
         """
-        gate = self._gate
+        if self._deadline is None:
+            return await self._gated(call)
         try:
-            async with asyncio.timeout(self._deadline):
-                if self._cold:
-                    # Topology first: redis-py's cluster client, when its first commands run before it has
-                    # the slot map, follows MOVED to unmapped addresses (bypassing address_remap) and races
-                    # concurrent connects. initialize() is idempotent and locked.
-                    await self.client.initialize()
-                    self._cold = False
-                if gate is None:
-                    return await call()
-                if gate.locked():
-                    try:
-                        async with asyncio.timeout(self._pool_timeout):
-                            await gate.acquire()
-                    except TimeoutError:
-                        raise RedisConnectionError(
-                            f"no free connection within pool_timeout={self._pool_timeout:g} s") from None
-                else:
-                    await gate.acquire()  # free: returns without suspending
-                try:
-                    return await call()
-                finally:
-                    gate.release()
+            async with asyncio.timeout(self._deadline) as scope:
+                return await self._gated(call)
         except TimeoutError:
+            if not scope.expired():
+                raise
             raise RedisTimeoutError(f"no reply within {self._deadline:g} s") from None
+
+    async def _gated(self, call: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        if self._cold:
+            # Topology first: when the first commands of redis-py's cluster client race, it can
+            # fail one from inside its connection code. initialize() is idempotent and locked.
+            await self.client.initialize()
+            self._cold = False
+        gate = self._gate
+        if gate is None:
+            return await call()
+        if gate.locked():
+            try:
+                async with asyncio.timeout(self._pool_timeout):
+                    await gate.acquire()
+            except TimeoutError:
+                raise RedisConnectionError(
+                    f"no free connection within pool_timeout={self._pool_timeout:g} s") from None
+        else:
+            await gate.acquire()  # free: returns without suspending
+        try:
+            return await call()
+        finally:
+            gate.release()
 
     def _bounded_command(self, *args: EncodableT) -> Coroutine[Any, Any, Any]:
         return self._bounded(lambda: self.client.execute_command(*args))
