@@ -72,7 +72,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.engine.default import DefaultDialect
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -253,14 +253,21 @@ def _bounds(parsed: URL, given: dict[str, Any], options: dict[str, Any]) -> URL:
             options.setdefault("pool_timeout", _option("pool_timeout", DEFAULT_TIMEOUTS["pool_timeout"]
                                                        if value is False else value))
     keys = _DRIVER_TIMEOUTS.get(parsed.get_driver_name(), {})
+    deadline: float | None = float(options.get("pool_timeout", 0))
     for name in ("connect_timeout", "command_timeout"):
         value = given.get(name, False)
         value = DEFAULT_TIMEOUTS[name] if value is False else value
         if value is None:
-            continue  # None: the driver's own behaviour (for a command: no bound at all)
+            deadline = None  # None: the driver's own behaviour (for a command: no bound at all)
+            continue
         value = _option(name, value)
+        if deadline is not None:
+            deadline += value
         if name in keys:
             options.setdefault("connect_args", {}).setdefault(keys[name], value)
+    # One bound over the whole call as well: asyncpg before 0.31 makes a timed-out statement wait for
+    # its cancel request, which a silent server never answers.
+    given["deadline"] = deadline if keys else None
     return parsed
 
 
@@ -349,6 +356,7 @@ class SQLAlchemyBackend(BaseSessionBackend):
         else:
             self.engine = self._engine = _create_engine(engine, bounds=bounds, **engine_options)
             self._owns_engine = True
+        self._deadline: float | None = bounds.get("deadline")
         self.table = session_table(table_name, schema=schema)
         self.purge_batch_size = purge_batch_size
         self._clock = clock
@@ -447,8 +455,13 @@ class SQLAlchemyBackend(BaseSessionBackend):
         if not self._table_ready:
             await self._ensure_table()
         try:
-            async with self._engine.connect() as conn:
-                return await conn.execute(statement, params)
+            async with asyncio.timeout(self._deadline), self._engine.connect() as conn:
+                try:
+                    return await conn.execute(statement, params)
+                except self._failures as exc:
+                    if _unavailable(exc) and not conn.invalidated:
+                        await _discard(conn)
+                    raise
         except self._failures as exc:
             raise self._error(exc, what) from exc
 
@@ -580,6 +593,20 @@ def _driver_errors(dialect: Dialect) -> tuple[type[Exception], ...]:
 
         return (errors.Error,)
     return ()
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Drop a connection that timed out or broke, at once: it goes back to no pool.
+
+    After a timeout asyncpg keeps the connection and sends a cancel request over a
+    new one, and SQLAlchemy's invalidation first tries a graceful close (up to 2 s);
+    on a silent server both wait. Aborting the socket first makes both immediate.
+    """
+    driver = conn.sync_connection.connection.driver_connection if conn.sync_connection else None
+    terminate = getattr(driver, "terminate", None)  # asyncpg: abort the socket, no goodbye
+    if callable(terminate):
+        terminate()
+    await conn.invalidate()
 
 
 def _orig(exc: BaseException) -> BaseException:
