@@ -1,4 +1,4 @@
-"""MongoDB backend on PyMongo's native async API (``pymongo.AsyncMongoClient``, PyMongo 4.13+).
+"""MongoDB backend on PyMongo's native async API (``pymongo.AsyncMongoClient``, PyMongo 4.14+).
 
 One document per session, in one collection::
 

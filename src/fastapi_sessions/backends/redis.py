@@ -51,6 +51,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.backoff import FullJitterBackoff
 from redis.exceptions import (
     ClusterDownError,
@@ -239,6 +240,9 @@ class RedisBackend(BaseSessionBackend):
         self._deadline = deadline
         self._plain = self._gate is None and deadline is None
         self._cold = isinstance(client, RedisCluster) and not self._plain
+        # The nodes that seed the cluster client, to give back to it when it has dropped them all (below).
+        self._seeds = ([(node.host, node.port) for node in client.nodes_manager.startup_nodes.values()]
+                       if isinstance(client, RedisCluster) else [])
         self._exec: Callable[..., Coroutine[Any, Any, Any]] = (
             client.execute_command if self._plain else self._bounded_command)
         self.prefix = prefix
@@ -367,6 +371,7 @@ class RedisBackend(BaseSessionBackend):
         except TimeoutError:
             if not scope.expired():
                 raise
+            self._keep_seeds()
             raise RedisTimeoutError(f"no reply within {self._deadline:g} s") from None
 
     async def _gated(self, call: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
@@ -389,8 +394,26 @@ class RedisBackend(BaseSessionBackend):
             await gate.acquire()  # free: returns without suspending
         try:
             return await call()
+        except _UNAVAILABLE_ERRORS:
+            self._keep_seeds()
+            raise
         finally:
             gate.release()
+
+    def _keep_seeds(self) -> None:
+        """Give the cluster client its seed nodes back when a failure made it drop them all.
+
+        redis-py's async cluster client (5.x and 6.x at least) removes a node from its
+        startup nodes on every connection error or timeout and rebuilds its map from the
+        ones left: once each node has failed, it can never connect again, so the backend
+        would stay unavailable after the cluster is back.
+        """
+        manager = getattr(self.client, "nodes_manager", None)
+        if manager is None or manager.startup_nodes:
+            return
+        for host, port in self._seeds:
+            node = ClusterNode(host, port, **manager.connection_kwargs)
+            manager.startup_nodes[node.name] = node
 
     def _bounded_command(self, *args: EncodableT) -> Coroutine[Any, Any, Any]:
         return self._bounded(lambda: self.client.execute_command(*args))
