@@ -128,3 +128,13 @@ async def test_mongodb_url_and_keywords_win_over_the_defaults() -> None:
         options = backend.client.options
         assert (options.timeout, options.pool_options.connect_timeout) == (1.5, 0.7)
         await backend.aclose()
+
+
+async def test_mongodb_per_step_timeouts_get_the_other_steps_bounded() -> None:
+    with silent_server() as port:
+        backend = MongoBackend(f"mongodb://127.0.0.1:{port}/db", serverSelectionTimeoutMS=300)
+        options = backend.client.options
+        assert options.timeout is None  # timeoutMS would override the application's choice
+        assert (options.server_selection_timeout, options.pool_options.connect_timeout,
+                options.pool_options.socket_timeout) == (0.3, 5.0, 5.0)
+        await backend.aclose()

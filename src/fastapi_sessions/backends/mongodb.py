@@ -69,6 +69,11 @@ DEFAULT_CLIENT_OPTIONS: dict[str, Any] = {
     "connectTimeoutMS": 5000,
     "serverSelectionTimeoutMS": 5000,
 }
+#: Set when the application chose per-step timeouts instead of ``timeoutMS`` (which would override
+#: them): then each step that it left unset is bounded on its own, the reply included.
+_STEP_DEFAULTS: dict[str, Any] = {"connectTimeoutMS": 5000, "serverSelectionTimeoutMS": 5000,
+                                  "socketTimeoutMS": 5000}
+_STEPS = frozenset({"connecttimeoutms", "sockettimeoutms", "serverselectiontimeoutms", "waitqueuetimeoutms"})
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -124,7 +129,9 @@ class MongoBackend(BaseSessionBackend):
     :meth:`aclose`, one built from a URL is. Other keyword arguments go to
     ``AsyncMongoClient`` (for example ``serverSelectionTimeoutMS``); a client
     built from a URL gets :data:`DEFAULT_CLIENT_OPTIONS` (every operation
-    bounded by 5 s) unless the URL or a keyword sets them.
+    bounded by 5 s) unless the URL or a keyword sets them; if the application
+    sets a per-step timeout (``serverSelectionTimeoutMS``, ...) but not
+    ``timeoutMS``, every step it left unset gets 5 s instead.
 
     The TTL index on ``expires_at``, the sparse index on ``user_id`` and the
     index on ``expires_ms`` (for :meth:`purge_expired`) are created on first
@@ -158,7 +165,8 @@ class MongoBackend(BaseSessionBackend):
             if url_collection is not None and collection == DEFAULT_COLLECTION:
                 collection = url_collection
             given = {name.lower() for name in client_options} | _query_names(url)
-            for name, value in DEFAULT_CLIENT_OPTIONS.items():
+            defaults = DEFAULT_CLIENT_OPTIONS if "timeoutms" in given or not given & _STEPS else _STEP_DEFAULTS
+            for name, value in defaults.items():
                 if name.lower() not in given:
                     client_options[name] = value
             try:
