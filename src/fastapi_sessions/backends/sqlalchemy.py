@@ -30,6 +30,10 @@ every dialect. Liveness is judged by the ``now`` each call passes (the
 manager's clock, the same clock that computed the deadlines), or by
 ``clock=`` when a call passes none; never by the database server's clock.
 
+Every wait is bounded by default (docs/backends/sql.md, "Timeouts and pool"):
+5 s to connect, 5 s per statement, 5 s for a pool connection, each call
+within their sum; a connection that timed out is aborted, never reused.
+
 The table is never created behind your back: call :meth:`SQLAlchemyBackend.create_table`,
 run ``python -m fastapi_sessions.backends.sqlalchemy create-table URL``, apply
 the DDL from ``docs/backends/sql.md``, or pass ``create_table=True`` to
