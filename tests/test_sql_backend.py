@@ -48,6 +48,7 @@ from fastapi_sessions.backends.sqlalchemy import (
 )
 from fastapi_sessions.core.tokens import new_token, storage_key
 from fastapi_sessions.frontends import SessionFrontend
+from faultproxy import FaultProxy
 
 TABLE = f"fs_test_{uuid.uuid4().hex[:10]}"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "backends" / "sql.md"
@@ -339,60 +340,13 @@ async def test_purge_batches_and_keeps_what_expires_later(sql_url: str) -> None:
 # -- outage -----------------------------------------------------------------------------------
 
 
-class CuttableProxy:
-    """A TCP proxy on a loopback port in front of a real server; ``cut()`` drops it, ``restore()`` brings it back."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self._writers |= {writer, up_writer}
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        writer.close()
-
-    async def cut(self) -> None:
-        """Stop listening and reset every open connection, as a dying server would."""
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:
-            writer.transport.abort()
-        self._writers.clear()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
-
-    restore = start
-
-
 @pytest.mark.asyncio
 @pytest.mark.parametrize("server", ["pg", "my"], ids=["postgres", "mysql"])
 async def test_outage_gives_503_and_recovers_without_a_restart(server: str, request: pytest.FixtureRequest) -> None:
     from sqlalchemy.engine import make_url
 
     target = make_url(request.getfixturevalue(server))
-    proxy = CuttableProxy(target.host or "127.0.0.1", target.port or (5432 if server == "pg" else 3306))
+    proxy = FaultProxy(target.host or "127.0.0.1", target.port or (5432 if server == "pg" else 3306))
     await proxy.start()
     url = target.set(port=proxy.port).render_as_string(hide_password=False)
     try:
@@ -427,7 +381,7 @@ async def test_outage_gives_503_and_recovers_without_a_restart(server: str, requ
                 await proxy.restore()
                 assert (await http.get("/read")).json() == {"n": 2}
     finally:
-        await proxy.cut()
+        await proxy.aclose()
 
 
 @pytest.mark.asyncio

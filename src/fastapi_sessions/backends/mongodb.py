@@ -1,4 +1,4 @@
-"""MongoDB backend on PyMongo's native async API (``pymongo.AsyncMongoClient``, PyMongo 4.13+).
+"""MongoDB backend on PyMongo's native async API (``pymongo.AsyncMongoClient``, PyMongo 4.14+).
 
 One document per session, in one collection::
 
@@ -57,10 +57,23 @@ from ..core.errors import (
 from ..core.records import SessionRecord
 from ..core.registry import mask_url
 
-__all__ = ["DEFAULT_COLLECTION", "DEFAULT_DATABASE", "MongoBackend", "from_url"]
+__all__ = ["DEFAULT_CLIENT_OPTIONS", "DEFAULT_COLLECTION", "DEFAULT_DATABASE", "MongoBackend", "from_url"]
 
 DEFAULT_DATABASE = "fastapi_sessions"
 DEFAULT_COLLECTION = "sessions"
+#: What a client built from a URL gets unless the URL or a keyword sets it (names are case-insensitive).
+#: ``timeoutMS`` bounds each operation as a whole: server selection, pool wait, connect, retry and reply.
+#: PyMongo's own defaults wait 30 s for a server and forever for a reply.
+DEFAULT_CLIENT_OPTIONS: dict[str, Any] = {
+    "timeoutMS": 5000,
+    "connectTimeoutMS": 5000,
+    "serverSelectionTimeoutMS": 5000,
+}
+#: Set when the application chose per-step timeouts instead of ``timeoutMS`` (which would override
+#: them): then each step that it left unset is bounded on its own, the reply included.
+_STEP_DEFAULTS: dict[str, Any] = {"connectTimeoutMS": 5000, "serverSelectionTimeoutMS": 5000,
+                                  "socketTimeoutMS": 5000}
+_STEPS = frozenset({"connecttimeoutms", "sockettimeoutms", "serverselectiontimeoutms", "waitqueuetimeoutms"})
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -114,7 +127,11 @@ class MongoBackend(BaseSessionBackend):
     database) or a ``client`` the application already has; ``database`` and
     ``collection`` override the defaults. A client passed in is not closed by
     :meth:`aclose`, one built from a URL is. Other keyword arguments go to
-    ``AsyncMongoClient`` (for example ``serverSelectionTimeoutMS``).
+    ``AsyncMongoClient`` (for example ``serverSelectionTimeoutMS``); a client
+    built from a URL gets :data:`DEFAULT_CLIENT_OPTIONS` (every operation
+    bounded by 5 s) unless the URL or a keyword sets them; if the application
+    sets a per-step timeout (``serverSelectionTimeoutMS``, ...) but not
+    ``timeoutMS``, every step it left unset gets 5 s instead.
 
     The TTL index on ``expires_at``, the sparse index on ``user_id`` and the
     index on ``expires_ms`` (for :meth:`purge_expired`) are created on first
@@ -147,6 +164,11 @@ class MongoBackend(BaseSessionBackend):
             database = database or url_database
             if url_collection is not None and collection == DEFAULT_COLLECTION:
                 collection = url_collection
+            given = {name.lower() for name in client_options} | _query_names(url)
+            defaults = DEFAULT_CLIENT_OPTIONS if "timeoutms" in given or not given & _STEPS else _STEP_DEFAULTS
+            for name, value in defaults.items():
+                if name.lower() not in given:
+                    client_options[name] = value
             try:
                 client = AsyncMongoClient(url, **client_options)
             except (PyMongoError, ValueError) as exc:  # a malformed URI or option; never echo the password
@@ -333,6 +355,12 @@ class MongoBackend(BaseSessionBackend):
         self._closed = True
         if self._owns_client:
             await self.client.close()
+
+
+def _query_names(url: str) -> set[str]:
+    """The URL's option names, lower-cased (PyMongo reads them case-insensitively)."""
+    query = urlsplit(url).query
+    return {option.partition("=")[0].lower() for option in query.split("&") if option}
 
 
 def _split_url(url: str) -> tuple[str, str | None, str | None]:

@@ -7,9 +7,12 @@ URLs (``pip install "fastapi-sessions[redis]"``)::
     redis+cluster://host:port[?...]    Redis Cluster (any node seeds the client)
     rediss+cluster://host:port[?...]   Redis Cluster over TLS
 
-``prefix`` is ours (default ``fastapi-sessions:``); every other query option
-goes to redis-py. An application's own client is accepted as well:
-``RedisBackend(client)``; it is then left open by :meth:`RedisBackend.aclose`.
+``prefix`` and ``pool_timeout`` are ours (default ``fastapi-sessions:`` and 5
+seconds); every other query option goes to redis-py. Every wait is bounded by
+default (docs/backends/redis.md, "Timeouts and pool"): 5 s to connect, 5 s for
+a reply, 5 s for a free pool connection, and a timeout is never retried. An
+application's own client is accepted as well: ``RedisBackend(client)``; it is
+then left open by :meth:`RedisBackend.aclose`.
 
 Layout (``P`` is the prefix; see docs/backends/redis.md):
 
@@ -42,12 +45,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.backoff import FullJitterBackoff
 from redis.exceptions import (
     ClusterDownError,
@@ -75,9 +79,19 @@ from ..core.records import SessionRecord
 from ..core.registry import mask_url
 from . import _redis_scripts as scripts
 
-__all__ = ["DEFAULT_PREFIX", "RedisBackend", "from_url"]
+__all__ = ["DEFAULT_POOL_TIMEOUT", "DEFAULT_PREFIX", "DEFAULT_SOCKET_OPTIONS", "RedisBackend", "from_url"]
 
 DEFAULT_PREFIX = "fastapi-sessions:"
+#: Seconds a call waits for a free connection when all ``max_connections`` are in use.
+DEFAULT_POOL_TIMEOUT = 5.0
+#: What :meth:`RedisBackend.from_url` gives redis-py unless the URL or a keyword says otherwise:
+#: redis-py before 8 waits forever for a reply, and its default pool fails at once when full.
+DEFAULT_SOCKET_OPTIONS: dict[str, Any] = {
+    "socket_connect_timeout": 5.0,
+    "socket_timeout": 5.0,
+    "socket_keepalive": True,
+    "max_connections": 100,
+}
 #: Buckets of user indexes; fixed, as it is part of the key layout.
 INDEX_BUCKETS = 16
 #: Entries handled per purge step, so one call never builds a huge reply.
@@ -96,6 +110,19 @@ _UNAVAILABLE_ERRORS = (
 _HEADER = 59
 _NO_USER = b"-0000000000"
 Client = Redis | RedisCluster
+
+
+def _seconds(name: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}") from None
+
+
+def _check_seconds(name: str, value: object) -> None:
+    """A timeout must be a positive, finite number: ``None`` would mean waiting forever."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise ConfigurationError(f"{name} must be a positive number of seconds, not {value!r}")
 
 
 def _us(value: datetime) -> int:
@@ -186,13 +213,38 @@ class RedisBackend(BaseSessionBackend):
     URL with its password masked). ``clock`` judges liveness for calls that
     pass no ``now`` (the manager always passes its own); native expiries are
     set relative to ``now`` either way, so the server's clock never decides.
+
+    ``max_concurrency`` caps the calls in flight: a call beyond it waits up to
+    ``pool_timeout`` seconds for a slot, then fails with ``BackendUnavailable``,
+    and a call that holds a slot ends within ``deadline`` seconds. redis-py's
+    pools fail at once when their ``max_connections`` are in use, and its
+    ``BlockingConnectionPool`` (before redis-py 5.1 at least) holds its lock
+    while it connects, so a silent server stalls every release; :meth:`from_url`
+    therefore caps calls at ``max_connections`` itself, and sets ``deadline``
+    for a cluster, whose client retries timeouts on its own.
     """
 
     def __init__(self, client: Client, *, prefix: str = DEFAULT_PREFIX, close_client: bool = False,
-                 label: str = "redis", clock: Clock = utc_now) -> None:
+                 label: str = "redis", clock: Clock = utc_now, max_concurrency: int | None = None,
+                 pool_timeout: float = DEFAULT_POOL_TIMEOUT, deadline: float | None = None) -> None:
         if client.get_connection_kwargs().get("decode_responses"):
             raise ConfigurationError("the Redis client must use decode_responses=False: payloads are bytes")
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ConfigurationError(f"max_concurrency must be at least 1, not {max_concurrency!r}")
+        _check_seconds("pool_timeout", pool_timeout)
+        if deadline is not None:
+            _check_seconds("deadline", deadline)
         self.client = client
+        self._gate = asyncio.Semaphore(max_concurrency) if max_concurrency is not None else None
+        self._pool_timeout = pool_timeout
+        self._deadline = deadline
+        self._plain = self._gate is None and deadline is None
+        self._cold = isinstance(client, RedisCluster) and not self._plain
+        # The nodes that seed the cluster client, to give back to it when it has dropped them all (below).
+        self._seeds = ([(node.host, node.port) for node in client.nodes_manager.startup_nodes.values()]
+                       if isinstance(client, RedisCluster) else [])
+        self._exec: Callable[..., Coroutine[Any, Any, Any]] = (
+            client.execute_command if self._plain else self._bounded_command)
         self.prefix = prefix
         self._session_prefix = f"{prefix}s:"
         self._close_client = close_client
@@ -204,21 +256,21 @@ class RedisBackend(BaseSessionBackend):
         # Last expiry (µs) this process saw per session key: when it shows that no idle
         # extension can be due, read_and_touch reads with a plain GET instead of the script.
         self._expiry_hints: dict[str, int] = {}
-        # redis-py's cluster client can break its connections when its very first commands run
-        # concurrently: it is set up once, alone, before the first command (_set_up).
-        self._cold = isinstance(client, RedisCluster)
-        self._set_up_lock: asyncio.Lock | None = None
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str | None = None, clock: Clock = utc_now,
-                 **client_options: Any) -> RedisBackend:
+                 pool_timeout: float | None = None, **client_options: Any) -> RedisBackend:
         """A backend on its own client for ``url`` (see the module docstring for the schemes).
 
         ``clock`` is the backend's own clock (see :class:`RedisBackend`).
         ``client_options`` go to ``redis.asyncio.Redis.from_url`` or
-        ``RedisCluster.from_url``. Unless given, a connection error is retried
-        twice within about 0.1 s before ``BackendUnavailable``: a session
-        store that is down should answer 503 quickly, not after seconds.
+        ``RedisCluster.from_url``, on top of :data:`DEFAULT_SOCKET_OPTIONS`
+        (a URL query option wins over both). When ``max_connections`` calls
+        are in flight, a call waits up to ``pool_timeout`` seconds (URL option
+        or keyword, default :data:`DEFAULT_POOL_TIMEOUT`) instead of failing
+        at once. Unless ``retry=`` is given, a connection error is retried
+        twice within about 0.1 s and a timeout is not retried, so a store that
+        is down answers 503 quickly and one that hangs within the timeouts.
         """
         try:
             parts = urlsplit(url)
@@ -230,29 +282,55 @@ class RedisBackend(BaseSessionBackend):
         if base not in ("redis", "rediss"):
             raise ConfigurationError(f"not a Redis URL: {mask_url(url)!r}")
         query = []
-        for name, value in parse_qsl(parts.query, keep_blank_values=True):
-            if name == "prefix":
-                prefix = value if prefix is None else prefix
-            else:
-                query.append((name, value))
-        driver_url = urlunsplit(parts._replace(scheme=base, query=urlencode(query)))
-        # At most 2 retries, each after a random wait below base * 2**failures (20 ms, then 40 ms; cap 50 ms).
-        client_options.setdefault("retry", Retry(FullJitterBackoff(cap=0.05, base=0.01), 2))
+        url_options: dict[str, str] = {}
+        try:
+            for name, value in parse_qsl(parts.query, keep_blank_values=True):
+                if name == "prefix":
+                    prefix = value if prefix is None else prefix
+                elif name == "pool_timeout":
+                    pool_timeout = _seconds("pool_timeout", value) if pool_timeout is None else pool_timeout
+                else:
+                    query.append((name, value))
+                    url_options[name] = value
+            pool_timeout = DEFAULT_POOL_TIMEOUT if pool_timeout is None else pool_timeout
+            _check_seconds("pool_timeout", pool_timeout)
+            for name, default in DEFAULT_SOCKET_OPTIONS.items():
+                client_options.setdefault(name, default)
+            for name in ("socket_connect_timeout", "socket_timeout"):
+                # The URL's value (redis-py lets it win) or the keyword's: either must be a bound.
+                given = _seconds(name, url_options[name]) if name in url_options else client_options[name]
+                _check_seconds(name, given)
+            limit = int(url_options.get("max_connections", client_options["max_connections"]))
+            if limit < 1:
+                raise ConfigurationError(f"max_connections must be at least 1, not {limit}")
+        except (ConfigurationError, ValueError, TypeError) as exc:
+            raise ConfigurationError(f"bad Redis URL or option for {mask_url(url)}: {exc}") from None
+        # At most 2 retries of a connection error, each after a random wait below base * 2**failures (20 ms,
+        # then 40 ms; cap 50 ms). Not of a timeout: a server that hangs would make every retry wait again.
+        client_options.setdefault(
+            "retry", Retry(FullJitterBackoff(cap=0.05, base=0.01), 2, supported_errors=(RedisConnectionError,)))
         client: Client
+        deadline = None
         try:
             if cluster:
                 if parts.path not in ("", "/", "/0"):
                     raise ConfigurationError("Redis Cluster has database 0 only")
                 client = RedisCluster.from_url(urlunsplit(parts._replace(scheme=base, path="", query=urlencode(query))),
                                                **client_options)
+                # The cluster client retries timeouts itself: one bound over the whole call instead.
+                kwargs = client.get_connection_kwargs()
+                deadline = pool_timeout + sum(float(kwargs.get(name) or 0)
+                                              for name in ("socket_connect_timeout", "socket_timeout"))
             else:
-                client = Redis.from_url(driver_url, **client_options)
+                client = Redis.from_url(urlunsplit(parts._replace(scheme=base, query=urlencode(query))),
+                                        **client_options)
         except (ValueError, TypeError, RedisError, RedisClusterException) as exc:
             if isinstance(exc, ConfigurationError):
                 raise
             raise ConfigurationError(f"bad Redis URL or option for {mask_url(url)}: {exc}") from None
         return cls(client, prefix=DEFAULT_PREFIX if prefix is None else prefix, close_client=True,
-                   label=mask_url(url), clock=clock)
+                   label=mask_url(url), clock=clock, max_concurrency=limit,
+                   pool_timeout=pool_timeout, deadline=deadline)
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -280,35 +358,79 @@ class RedisBackend(BaseSessionBackend):
             return BackendUnavailable(f"Redis is unavailable ({self._label}): {detail}")
         return BackendError(f"Redis failed ({self._label}): {detail}")
 
-    async def _set_up(self) -> None:
-        """Set a cluster client up before its first command, once (see ``_cold``)."""
-        if self._set_up_lock is None:
-            self._set_up_lock = asyncio.Lock()
-        async with self._set_up_lock:
-            if self._cold and isinstance(self.client, RedisCluster):
-                try:
-                    await self.client.initialize()
-                except (RedisError, RedisClusterException, OSError) as exc:
-                    raise self._error(exc) from exc
-                self._cold = False
+    async def _bounded(self, call: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        """``call()`` in a slot of ``max_concurrency`` and within ``deadline`` (see :class:`RedisBackend`).
+
+        A cancelled redis-py command drops its connection, so nothing half-read is reused.
+        """
+        if self._deadline is None:
+            return await self._gated(call)
+        try:
+            async with asyncio.timeout(self._deadline) as scope:
+                return await self._gated(call)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            self._keep_seeds()
+            raise RedisTimeoutError(f"no reply within {self._deadline:g} s") from None
+
+    async def _gated(self, call: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        if self._cold:
+            # Topology first: when the first commands of redis-py's cluster client race, it can
+            # fail one from inside its connection code. initialize() is idempotent and locked.
+            await self.client.initialize()
+            self._cold = False
+        gate = self._gate
+        if gate is None:
+            return await call()
+        if gate.locked():
+            try:
+                async with asyncio.timeout(self._pool_timeout):
+                    await gate.acquire()
+            except TimeoutError:
+                raise RedisConnectionError(
+                    f"no free connection within pool_timeout={self._pool_timeout:g} s") from None
+        else:
+            await gate.acquire()  # free: returns without suspending
+        try:
+            return await call()
+        except _UNAVAILABLE_ERRORS:
+            self._keep_seeds()
+            raise
+        finally:
+            gate.release()
+
+    def _keep_seeds(self) -> None:
+        """Give the cluster client its seed nodes back when a failure made it drop them all.
+
+        redis-py's async cluster client (5.x and 6.x at least) removes a node from its
+        startup nodes on every connection error or timeout and rebuilds its map from the
+        ones left: once each node has failed, it can never connect again, so the backend
+        would stay unavailable after the cluster is back.
+        """
+        manager = getattr(self.client, "nodes_manager", None)
+        if manager is None or manager.startup_nodes:
+            return
+        for host, port in self._seeds:
+            node = ClusterNode(host, port, **manager.connection_kwargs)
+            manager.startup_nodes[node.name] = node
+
+    def _bounded_command(self, *args: EncodableT) -> Coroutine[Any, Any, Any]:
+        return self._bounded(lambda: self.client.execute_command(*args))
 
     async def _eval(self, script: scripts.Script, key: str, *args: EncodableT) -> Any:
         """Run a one-key script: EVALSHA, or EVAL when the server does not have it cached."""
-        if self._cold:
-            await self._set_up()
         try:
             try:
-                return await self.client.execute_command("EVALSHA", script.sha, b"1", key, *args)
+                return await self._exec("EVALSHA", script.sha, b"1", key, *args)
             except NoScriptError:
-                return await self.client.execute_command("EVAL", script.source, b"1", key, *args)
+                return await self._exec("EVAL", script.source, b"1", key, *args)
         except (RedisError, RedisClusterException, OSError) as exc:
             raise self._error(exc) from exc
 
     async def _command(self, *args: EncodableT) -> Any:
-        if self._cold:
-            await self._set_up()
         try:
-            return await self.client.execute_command(*args)
+            return await self._exec(*args)
         except (RedisError, RedisClusterException, OSError) as exc:
             raise self._error(exc) from exc
 
@@ -316,13 +438,15 @@ class RedisBackend(BaseSessionBackend):
         """Several commands in one go (grouped per node on a cluster); scripts go as EVAL."""
         if not commands:
             return []
-        if self._cold:
-            await self._set_up()
-        try:
+
+        async def run() -> list[Any]:
             async with self.client.pipeline(transaction=False) as pipe:
                 for command in commands:
                     pipe.execute_command(*command)
                 return list(await pipe.execute())
+
+        try:
+            return list(await (run() if self._plain else self._bounded(run)))
         except (RedisError, RedisClusterException, OSError) as exc:
             raise self._error(exc) from exc
 
@@ -330,10 +454,8 @@ class RedisBackend(BaseSessionBackend):
         """Write ``key``'s entry in ``user_id``'s index and make the index outlive ``expires_us``."""
         index = self.index_key(user_id)
         args = (2, index, self._queue_key(index), expires_us, key, index, now_us)
-        if self._cold:
-            await self._set_up()
         try:
-            await self.client.execute_command("EVALSHA", scripts.INDEX_ADD.sha, *args)
+            await self._exec("EVALSHA", scripts.INDEX_ADD.sha, *args)
         except NoScriptError:
             await self._command("EVAL", scripts.INDEX_ADD.source, *args)
         except (RedisError, RedisClusterException, OSError) as exc:
@@ -393,12 +515,10 @@ class RedisBackend(BaseSessionBackend):
         session = self._session_prefix + key
         hints = self._expiry_hints
         hint = hints.get(key)
-        if self._cold:
-            await self._set_up()
         try:
             if hint is not None and due_after < hint:
                 # Known not due: one plain GET, the cheapest command; the record it returns decides.
-                value = await self.client.execute_command("GET", session)
+                value = await self._exec("GET", session)
                 if value is None:
                     hints.pop(key, None)
                     return None, False
@@ -412,9 +532,9 @@ class RedisBackend(BaseSessionBackend):
                 # The expiry moved earlier elsewhere and an extension is due: the script decides.
             args = (session, b"%d" % now_us, cached[5], cached[6], cached[7])
             try:
-                reply = await self.client.execute_command("EVALSHA", scripts.READ_AND_TOUCH.sha, b"1", *args)
+                reply = await self._exec("EVALSHA", scripts.READ_AND_TOUCH.sha, b"1", *args)
             except NoScriptError:
-                reply = await self.client.execute_command("EVAL", scripts.READ_AND_TOUCH.source, b"1", *args)
+                reply = await self._exec("EVAL", scripts.READ_AND_TOUCH.source, b"1", *args)
         except (RedisError, RedisClusterException, OSError) as exc:
             raise self._error(exc) from exc
         if reply is not None and reply[0] == 0x32:  # b"2": the extension needs the user's index raised first

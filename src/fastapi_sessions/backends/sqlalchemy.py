@@ -30,6 +30,10 @@ every dialect. Liveness is judged by the ``now`` each call passes (the
 manager's clock, the same clock that computed the deadlines), or by
 ``clock=`` when a call passes none; never by the database server's clock.
 
+Every wait is bounded by default (docs/backends/sql.md, "Timeouts and pool"):
+5 s to connect, 5 s per statement, 5 s for a pool connection, each call
+within their sum; a connection that timed out is aborted, never reused.
+
 The table is never created behind your back: call :meth:`SQLAlchemyBackend.create_table`,
 run ``python -m fastapi_sessions.backends.sqlalchemy create-table URL``, apply
 the DDL from ``docs/backends/sql.md``, or pass ``create_table=True`` to
@@ -72,7 +76,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.engine.default import DefaultDialect
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -89,7 +93,8 @@ from ..core.errors import (
 from ..core.records import SessionRecord
 from ..core.registry import BackendNotInstalled, mask_url
 
-__all__ = ["DEFAULT_TABLE_NAME", "SQLAlchemyBackend", "ddl", "from_url", "main", "session_table"]
+__all__ = ["DEFAULT_POOL", "DEFAULT_TABLE_NAME", "DEFAULT_TIMEOUTS", "SQLAlchemyBackend", "ddl", "from_url", "main",
+           "session_table"]
 
 DEFAULT_TABLE_NAME = "fastapi_sessions"
 #: Longest user id MySQL/MariaDB store (bytes of UTF-8); PostgreSQL's index takes about 2,700 bytes.
@@ -203,7 +208,74 @@ def _is_sqlite_memory(url: URL) -> bool:
                                                    or url.query.get("mode") == "memory")
 
 
-def _create_engine(url: str | URL, *, connect_timeout: float | None, **options: Any) -> AsyncEngine:
+#: Bounds every wait on a server (seconds; see docs/backends/sql.md, "Timeouts and pool").
+DEFAULT_TIMEOUTS: dict[str, float] = {"connect_timeout": 5.0, "command_timeout": 5.0, "pool_timeout": 5.0}
+#: Connections per process: no overflow, so a busy pool never opens and closes a connection per request.
+DEFAULT_POOL: dict[str, int] = {"pool_size": 20, "max_overflow": 0}
+# The driver's keyword for each bound, by driver (aiosqlite is local: SQLite's own busy timeout applies).
+_DRIVER_TIMEOUTS = {"asyncpg": {"connect_timeout": "timeout", "command_timeout": "command_timeout"},
+                    "asyncmy": {"connect_timeout": "connect_timeout", "command_timeout": "read_timeout"}}
+
+
+def _option(name: str, value: Any, *, integer: bool = False, minimum: int = 0) -> Any:
+    """A timeout or pool size from a keyword or a URL query string, checked: ``ConfigurationError`` if bad."""
+    if isinstance(value, str):
+        try:
+            value = int(value) if integer else float(value)
+        except ValueError:
+            raise ConfigurationError(f"{name} must be {'an integer' if integer else 'a number of seconds'}, "
+                                     f"not {value!r}") from None
+    if integer:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigurationError(f"{name} must be an integer of at least {minimum}, not {value!r}")
+    elif isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise ConfigurationError(f"{name} must be a positive number of seconds, not {value!r}")
+    return value
+
+
+def _bounds(parsed: URL, given: dict[str, Any], options: dict[str, Any]) -> URL:
+    """Our timeout and pool options, from keywords first, then the URL's query (removed from it), then defaults.
+
+    Timeouts go to the driver's connect arguments, ``pool_*`` and ``max_overflow`` to the engine.
+    """
+    query = dict(parsed.query)
+    pool_options = ("pool_size", "max_overflow")
+    for name in (*DEFAULT_TIMEOUTS, *pool_options):
+        raw = query.pop(name, None)
+        if given.get(name, False) is not False:
+            continue  # a keyword wins over the URL
+        if raw is not None:
+            given[name] = raw if isinstance(raw, str) else raw[-1]
+    parsed = parsed.set(query=query)
+    if not _is_sqlite_memory(parsed) and parsed.get_backend_name() != "sqlite":
+        for name, default in DEFAULT_POOL.items():
+            value = given.get(name, False)
+            options.setdefault(name, _option(name, default if value is False else value, integer=True,
+                                             minimum=1 if name == "pool_size" else 0))
+        value = given.get("pool_timeout", False)
+        if value is not None:
+            options.setdefault("pool_timeout", _option("pool_timeout", DEFAULT_TIMEOUTS["pool_timeout"]
+                                                       if value is False else value))
+    keys = _DRIVER_TIMEOUTS.get(parsed.get_driver_name(), {})
+    deadline: float | None = float(options.get("pool_timeout", 0))
+    for name in ("connect_timeout", "command_timeout"):
+        value = given.get(name, False)
+        value = DEFAULT_TIMEOUTS[name] if value is False else value
+        if value is None:
+            deadline = None  # None: the driver's own behaviour (for a command: no bound at all)
+            continue
+        value = _option(name, value)
+        if deadline is not None:
+            deadline += value
+        if name in keys:
+            options.setdefault("connect_args", {}).setdefault(keys[name], value)
+    # One bound over the whole call as well: asyncpg before 0.31 makes a timed-out statement wait for
+    # its cancel request, which a silent server never answers.
+    given["deadline"] = deadline if keys else None
+    return parsed
+
+
+def _create_engine(url: str | URL, *, bounds: dict[str, Any], **options: Any) -> AsyncEngine:
     parsed = _async_url(url)
     options.setdefault("isolation_level", "AUTOCOMMIT")  # one statement per operation: no BEGIN/COMMIT trips
     if _SKIP_ROLLBACK:
@@ -212,11 +284,7 @@ def _create_engine(url: str | URL, *, connect_timeout: float | None, **options: 
         # An in-memory database lives in its connection: share exactly one.
         options.setdefault("poolclass", StaticPool)
         options.setdefault("connect_args", {"check_same_thread": False})
-    elif connect_timeout is not None:
-        # Fail fast when the server is down instead of the drivers' default minute.
-        key = {"asyncpg": "timeout", "asyncmy": "connect_timeout"}.get(parsed.get_driver_name())
-        if key is not None:
-            options.setdefault("connect_args", {}).setdefault(key, connect_timeout)
+    parsed = _bounds(parsed, bounds, options)
     backend = parsed.get_backend_name()
     default = f"{backend}+{_DEFAULT_DRIVERS[backend]}://"
     extra = f'pip install "fastapi-sessions[{_EXTRAS.get(backend, backend)}]"'
@@ -270,22 +338,29 @@ class SQLAlchemyBackend(BaseSessionBackend):
         schema: str | None = None,
         create_table: bool = False,
         purge_batch_size: int = 1000,
-        connect_timeout: float | None = 5.0,
+        connect_timeout: Any = False,
+        command_timeout: Any = False,
         clock: Clock = utc_now,
         **engine_options: Any,
     ) -> None:
         if purge_batch_size < 1:
             raise ConfigurationError("purge_batch_size must be at least 1")
+        # False: not given (the URL's query or the default decides); None: the driver's own behaviour.
+        bounds: dict[str, Any] = {"connect_timeout": connect_timeout, "command_timeout": command_timeout}
+        for name in ("pool_timeout", "pool_size", "max_overflow"):
+            if name in engine_options:
+                bounds[name] = engine_options.pop(name)
         if isinstance(engine, AsyncEngine):
-            if engine_options:
+            if engine_options or any(value is not False for value in bounds.values()):
                 raise ConfigurationError("engine options apply only when the backend builds its engine from a URL")
             self.engine = engine
             self._owns_engine = False
             # Autocommit on our checkouts only; the application's own use of the engine is untouched.
             self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         else:
-            self.engine = self._engine = _create_engine(engine, connect_timeout=connect_timeout, **engine_options)
+            self.engine = self._engine = _create_engine(engine, bounds=bounds, **engine_options)
             self._owns_engine = True
+        self._deadline: float | None = bounds.get("deadline")
         self.table = session_table(table_name, schema=schema)
         self.purge_batch_size = purge_batch_size
         self._clock = clock
@@ -383,15 +458,24 @@ class SQLAlchemyBackend(BaseSessionBackend):
         """Execute one statement on a pooled autocommit connection; the result comes back buffered."""
         if not self._table_ready:
             await self._ensure_table()
-        for attempt in range(_DEADLOCK_RETRIES + 1):
-            try:
-                async with self._engine.connect() as conn:
-                    return await conn.execute(statement, params)
-            except self._failures as exc:
-                # A deadlock victim's one statement was rolled back whole, so running it again is safe
-                # (InnoDB deadlocks a delete by user against an update of one of its rows).
-                if attempt == _DEADLOCK_RETRIES or not _deadlock(exc):
-                    raise self._error(exc, what) from exc
+        try:
+            async with asyncio.timeout(self._deadline):  # one bound over every attempt
+                for attempt in range(_DEADLOCK_RETRIES + 1):
+                    try:
+                        async with self._engine.connect() as conn:
+                            try:
+                                return await conn.execute(statement, params)
+                            except self._failures as exc:
+                                if _unavailable(exc) and not conn.invalidated:
+                                    await _discard(conn)
+                                raise
+                    except self._failures as exc:
+                        # A deadlock victim's one statement was rolled back whole, so running it again
+                        # is safe (InnoDB deadlocks a delete by user against an update of one of its rows).
+                        if attempt == _DEADLOCK_RETRIES or not _deadlock(exc):
+                            raise
+        except self._failures as exc:
+            raise self._error(exc, what) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- table management --------------------------------------------------------------------
@@ -522,6 +606,20 @@ def _driver_errors(dialect: Dialect) -> tuple[type[Exception], ...]:
 
         return (errors.Error,)
     return ()
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Drop a connection that timed out or broke, at once: it goes back to no pool.
+
+    After a timeout asyncpg keeps the connection and sends a cancel request over a
+    new one, and SQLAlchemy's invalidation first tries a graceful close (up to 2 s);
+    on a silent server both wait. Aborting the socket first makes both immediate.
+    """
+    driver = conn.sync_connection.connection.driver_connection if conn.sync_connection else None
+    terminate = getattr(driver, "terminate", None)  # asyncpg: abort the socket, no goodbye
+    if callable(terminate):
+        terminate()
+    await conn.invalidate()
 
 
 def _orig(exc: BaseException) -> BaseException:
