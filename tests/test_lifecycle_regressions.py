@@ -80,6 +80,22 @@ async def test_a_user_writing_every_50_seconds_stays_logged_in_until_the_absolut
         assert await read(browser) == {"data": {}, "user": None}
 
 
+async def test_a_read_finishing_after_a_concurrent_write_never_pulls_the_idle_deadline_back(
+    lifecycle_backend: BackendFactory,
+) -> None:
+    """A read whose idle extension was due at load touches from its save time, not its load time."""
+    async with site(lifecycle_backend) as (browser, _, clock):
+        assert (await browser.request("POST", "/write/a/1")).status == 200
+        clock.advance(minutes=10)  # the idle extension is due for the next requests
+        writer = await browser.start("POST", "/write/b/2")
+        reader = await browser.start("GET", "/read")
+        clock.advance(seconds=50)  # both requests take a while
+        assert (await writer.finish()).status == 200  # idle deadline: now + 30 min
+        assert (await reader.finish()).status == 200  # its touch must not move that back 50 s
+        clock.advance(IDLE - timedelta(seconds=1))
+        assert (await read(browser))["data"] == {"a": "1", "b": "2"}
+
+
 # -- 2. a session that ends during a request is never a 500 ------------------------------------
 
 

@@ -409,10 +409,14 @@ class SessionManager:
                 return await self._create_fresh(session, self._now())
             return Commit(CommitOutcome.DEAD) if session._dead_key is not None else _UNCHANGED
         if not session.modified:
-            to, session._touch_to = session._touch_to, None
-            if to is None:
+            due, session._touch_to = session._touch_to, None
+            if due is None:
                 return _UNCHANGED
-            if await self.backend.touch(record.key, to, now=self._now()):
+            # The deadline counts from now, not from the load: a write another tab saved meanwhile
+            # set now + idle_timeout, and a touch must not pull that back to load + idle_timeout.
+            now = self._now()
+            to = max(due, self._deadline(record.created_at, now))
+            if await self.backend.touch(record.key, to, now=now):
                 session._record = replace(record, expires_at=to)
                 return _TOUCHED
             return self._gone(session, record)
