@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Mapping
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
@@ -60,8 +61,9 @@ class TestLiteStore(BackendConformance):
         self.clock.advance(seconds=seconds)
 
     async def stored_record(self, backend: SessionBackend, key: str) -> SessionRecord | None:
-        # Straight from the file, by the documented schema, expired rows included.
-        with sqlite3.connect(self.path) as conn:
+        # Straight from the file, by the documented schema, expired rows included. closing(): a
+        # sqlite3 connection's own `with` ends a transaction but leaves the connection open.
+        with closing(sqlite3.connect(self.path)) as conn:
             row = conn.execute(
                 "SELECT key, payload, user_id, created_at, expires_at, version FROM sessions WHERE key = ?", (key,)
             ).fetchone()
