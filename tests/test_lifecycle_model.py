@@ -306,8 +306,10 @@ class LifecycleMachine(RuleBasedStateMachine):
             # Retired longer ago than the in-flight window: its marker is gone, so is the way to the session.
             return {"status": 200, "cookie": "none", "gone": True}
         if not flight.mutates:
+            # An idle extension due at load is made at load (fused read) or at save (a touch
+            # counting from now): at least from the start, at most from now.
             lineage.lower = max(lineage.lower, lineage.cap(flight.started + IDLE) - REFRESH)
-            lineage.upper = max(lineage.upper, lineage.cap(flight.started + IDLE))
+            lineage.upper = max(lineage.upper, lineage.cap(now + IDLE))
             return {"status": 200, "cookie": "none"}
         if kind in ("login", "regenerate"):
             if lineage.token != flight.token_at_load:
