@@ -56,6 +56,7 @@ except ImportError:  # pragma: no cover - exercised where orjson is absent
 _ORJSON_STRICT = _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS if _orjson else 0
 # Leads what the standard library writes: orjson would read its integers beyond 64 bits as floats.
 _REFERENCE_MARK = " "
+_REFERENCE_MARK_BYTE = _REFERENCE_MARK.encode()
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
@@ -150,7 +151,7 @@ class JSONSerializer:
 
     def loads(self, payload: bytes) -> dict[str, Any]:
         try:
-            if self._orjson is not None and payload[:1] != b" ":
+            if self._orjson is not None and payload[:1] != _REFERENCE_MARK_BYTE:
                 data = self._orjson.loads(payload)
             else:
                 data = _stdlib_loads(payload)
