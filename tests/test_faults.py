@@ -182,14 +182,26 @@ async def test_black_hole_twice_gives_503s_within_the_bound_then_recovers(
             users = [await clients.enter_async_context(httpx.AsyncClient(transport=transport,
                                                                          base_url="https://testserver"))
                      for _ in range(USERS)]
-            counts = [0] * USERS
+            counts = [0] * USERS  # the last value each user was answered with
+            unsure = [0] * USERS  # 503s since then: a write may have landed without its answer
+
+            async def serve(i: int) -> None:
+                """Serve user ``i`` again within RECOVERY: 503s are allowed on the way, nothing else."""
+                deadline = time.monotonic() + RECOVERY
+                while True:
+                    status, _, body = await _timed(users[i], "/inc")
+                    assert status in (200, 503), (kind, i, status, body)
+                    if status == 200:
+                        # nothing acknowledged was lost; a write answered 503 may have landed
+                        assert counts[i] + 1 <= body["n"] <= counts[i] + 1 + unsure[i], (kind, i, counts[i], body)
+                        counts[i], unsure[i] = body["n"], 0
+                        return
+                    unsure[i] += 1
+                    assert time.monotonic() < deadline, (kind, i, "not served again", body)
+                    await asyncio.sleep(0.05)
 
             async def all_users_served() -> None:
-                results = await asyncio.gather(*(_timed(user, "/inc") for user in users))
-                for i, (status, _, body) in enumerate(results):
-                    assert status == 200, (kind, status, body)
-                    counts[i] += 1
-                    assert body == {"n": counts[i]}, (kind, i, body)  # nothing acknowledged was lost
+                await asyncio.gather(*(serve(i) for i in range(USERS)))
 
             await all_users_served()
             for cut in (1, 2):
@@ -203,14 +215,8 @@ async def test_black_hole_twice_gives_503s_within_the_bound_then_recovers(
                     assert took <= LIMIT, (kind, cut, f"a 503 after {took:.2f} s")
                 for proxy in proxies:
                     await proxy.restore()
-                deadline = time.monotonic() + RECOVERY
-                while True:
-                    status, _, body = await _timed(users[0], "/inc")
-                    assert status in (200, 503), (kind, cut, status, body)
-                    if status == 200:
-                        counts[0] += 1
-                        break
-                    assert time.monotonic() < deadline, (kind, cut, "no recovery", body)
-                    await asyncio.sleep(0.05)
+                # Each user is served again within RECOVERY. A driver may still see the hole
+                # after the path is back: PyMongo's monitor, whose socket went silent, times out
+                # late and resets the pool, cancelling operations in flight; those answer 503.
                 await all_users_served()
         await cleanup()
