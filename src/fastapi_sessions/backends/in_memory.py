@@ -268,7 +268,7 @@ class InMemoryBackend(BaseSessionBackend):
         now_us = _us(now or self._clock())
         self._reclaim(now_us)
         if self._get(record.key, now_us) is not None:
-            raise SessionExists("a live session already has this key")
+            raise SessionExists(key=record.key, operation="create")
         self._make_room()
         if record.version != 1:
             record = _new_record(record.key, record.payload, record.user_id, record.created_at, record.expires_at, 1)
@@ -282,9 +282,9 @@ class InMemoryBackend(BaseSessionBackend):
         key = record.key
         current = self._current(key, now or self._clock())
         if current is None:
-            raise SessionNotFound("the session is gone or expired")
+            raise SessionNotFound(key=record.key, operation="update")
         if current.version != expected_version:
-            raise SessionConflict("the session changed since it was read")
+            raise SessionConflict(key=record.key, operation="update")
         version = expected_version + 1
         if record.version != version or record.created_at != current.created_at:
             record = _new_record(key, record.payload, record.user_id, current.created_at, record.expires_at, version)

@@ -199,10 +199,11 @@ class MongoBackend(BaseSessionBackend):
         """Map a driver error at the boundary; the driver's message stays on ``__cause__``."""
         if isinstance(exc, ConnectionFailure) or exc.timeout:
             message = f"MongoDB ({self._where}) unavailable during {action}: {type(exc).__name__}"
-            raise BackendUnavailable(message) from exc
+            raise BackendUnavailable(message, backend="mongodb", operation=action) from exc
         code = getattr(exc, "code", None)
         detail = f" (code {code})" if code is not None else ""
-        raise BackendError(f"MongoDB ({self._where}) failed during {action}: {type(exc).__name__}{detail}") from exc
+        raise BackendError(f"MongoDB ({self._where}) failed during {action}: {type(exc).__name__}{detail}",
+                           backend="mongodb", operation=action) from exc
 
     async def _ready(self) -> AsyncCollection[Document]:
         if not self._indexes_ready:
@@ -258,7 +259,7 @@ class MongoBackend(BaseSessionBackend):
             # upsert inserts with _id=key, and a live document makes that a duplicate key.
             await collection.update_one({"_id": record.key, "expires_ms": {"$lte": _ms(now)}}, update, upsert=True)
         except DuplicateKeyError:
-            raise SessionExists("a live session already has this key") from None
+            raise SessionExists(key=record.key, operation="create") from None
         except PyMongoError as exc:
             self._fail(exc, "create")
 
@@ -289,8 +290,8 @@ class MongoBackend(BaseSessionBackend):
         except PyMongoError as exc:
             self._fail(exc, "update")
         if current is None:
-            raise SessionNotFound("the session is gone or expired")
-        raise SessionConflict("the session changed since it was read")
+            raise SessionNotFound(key=record.key, operation="update")
+        raise SessionConflict(key=record.key, operation="update")
 
     async def touch(self, key: str, expires_at: datetime, *, now: datetime | None = None) -> bool:
         _str(key, "session key")

@@ -355,8 +355,8 @@ class RedisBackend(BaseSessionBackend):
     def _error(self, exc: BaseException) -> BackendError:
         detail = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, _UNAVAILABLE_ERRORS):
-            return BackendUnavailable(f"Redis is unavailable ({self._label}): {detail}")
-        return BackendError(f"Redis failed ({self._label}): {detail}")
+            return BackendUnavailable(f"Redis is unavailable ({self._label}): {detail}", backend="redis")
+        return BackendError(f"Redis failed ({self._label}): {detail}", backend="redis")
 
     async def _bounded(self, call: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
         """``call()`` in a slot of ``max_concurrency`` and within ``deadline`` (see :class:`RedisBackend`).
@@ -471,7 +471,7 @@ class RedisBackend(BaseSessionBackend):
         value = _encode(record, 1, expires)
         ttl = _ttl_ms(expires, now_us)
         if not await self._eval(scripts.CREATE, self.session_key(record.key), now_us, value, ttl):
-            raise SessionExists("a live session already has this key")
+            raise SessionExists(key=record.key, operation="create")
         self._hint(record.key, expires)
 
     async def read(self, key: str, *, now: datetime | None = None) -> SessionRecord | None:
@@ -568,9 +568,9 @@ class RedisBackend(BaseSessionBackend):
             control = _cas_control(expected_version, now_us, expires, True)
             result = await self._eval(scripts.UPDATE, session, control, value)
         if result == -1:
-            raise SessionNotFound("the session is gone or expired")
+            raise SessionNotFound(key=record.key, operation="update")
         if result == -2:
-            raise SessionConflict("the session changed since it was read")
+            raise SessionConflict(key=record.key, operation="update")
         self._hint(record.key, expires)
         return int(result)
 

@@ -439,15 +439,18 @@ class SQLAlchemyBackend(BaseSessionBackend):
 
     def _error(self, exc: BaseException, what: str) -> BackendError:
         """Map a driver or pool failure to ``BackendUnavailable`` or ``BackendError``, naming its cause."""
-        where = f"{self.engine.dialect.name} session store"
+        dialect = self.engine.dialect.name
+        where = f"{dialect} session store"
         reason = _reason(exc, self.engine.url)
         if _unavailable(exc):
-            return BackendUnavailable(f"{where} unavailable during {what}: {reason}")
+            return BackendUnavailable(f"{where} unavailable during {what}: {reason}", backend=dialect, operation=what)
         message = f"{where} failed during {what}: {reason}"
+        suggestion = None
         if _missing_table(exc):
-            message += (f" (is the table {self.table.name!r} created? run `python -m "
-                        "fastapi_sessions.backends.sqlalchemy create-table URL` or pass create_table=True)")
-        return BackendError(message)
+            suggestion = (f"is the table {self.table.name!r} created? run `python -m "
+                          "fastapi_sessions.backends.sqlalchemy create-table URL` or pass create_table=True")
+            message += f" ({suggestion})"
+        return BackendError(message, backend=dialect, operation=what, suggestion=suggestion)
 
     async def _ensure_table(self) -> None:
         async with self._table_lock:
@@ -511,7 +514,7 @@ class SQLAlchemyBackend(BaseSessionBackend):
         if self._insert_is_upsert:
             # Inserts, or takes over an expired row; matches nothing only when a live row holds the key.
             if (await self._run("create", self._insert, params)).rowcount == 0:
-                raise SessionExists("a live session already has this key")
+                raise SessionExists(key=record.key, operation="create")
             return
         for _ in range(3):
             try:
@@ -526,7 +529,7 @@ class SQLAlchemyBackend(BaseSessionBackend):
             # Live, or purged between the two statements: insert again only in the second case.
             if (await self._run("create", self._version, params)).first() is not None:
                 break
-        raise SessionExists("a live session already has this key")
+        raise SessionExists(key=record.key, operation="create")
 
     async def read(self, key: str, *, now: datetime | None = None) -> SessionRecord | None:
         row = (await self._run("read", self._read, {"k": key, "now": self._now(now)})).first()
@@ -539,8 +542,8 @@ class SQLAlchemyBackend(BaseSessionBackend):
             return expected_version + 1
         # Matched nothing: only now is it worth asking why.
         if (await self._run("update", self._version, params)).first() is None:
-            raise SessionNotFound("the session is gone or expired")
-        raise SessionConflict("the session changed since it was read")
+            raise SessionNotFound(key=record.key, operation="update")
+        raise SessionConflict(key=record.key, operation="update")
 
     async def touch(self, key: str, expires_at: datetime, *, now: datetime | None = None) -> bool:
         params = {"k": key, "expires_at": _micros(expires_at), "now": self._now(now)}

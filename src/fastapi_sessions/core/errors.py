@@ -1,17 +1,26 @@
-"""The exceptions fastapi-sessions raises, in one hierarchy.
+"""Every exception fastapi-sessions raises, in one hierarchy.
 
     SessionError                  base of everything below
-    ├── ConfigurationError        bad settings; also a ValueError
-    │   ├── UnknownBackend        no backend for the URL's scheme (suggests the nearest)
-    │   ├── BackendNotInstalled   the backend's driver is missing (names the pip extra)
-    │   └── AmbiguousBackend      two distributions claim one scheme
-    ├── SerializationError        session data that cannot be encoded or decoded
-    ├── SessionTooLarge           session data over ``max_session_size``; nothing was stored
-    ├── SessionExists             create() found a live record with that key
-    ├── SessionNotFound           update() found no live record (gone or expired)
-    ├── SessionConflict           update() lost a compare-and-set on ``version``
-    └── BackendError              the store failed
-        └── BackendUnavailable    the store cannot be reached (connection, timeout)
+    ├── ConfigurationError        bad settings; also a ValueError       .setting .suggestion
+    │   ├── UnknownBackend        no backend for the URL's scheme       .scheme .suggestion .available
+    │   ├── BackendNotInstalled   the backend's driver is missing       .scheme .extra .missing
+    │   │                         (also an ImportError)
+    │   └── AmbiguousBackend      two distributions claim one scheme    .scheme .distributions
+    ├── SerializationError        data that cannot be encoded/decoded   .operation
+    ├── SessionTooLarge           over ``max_session_size``; nothing    .size .limit
+    │                             was stored
+    ├── SessionExists             create() met a live record            .key_prefix .operation
+    ├── SessionNotFound           no live record (gone or expired)      .key_prefix .operation
+    ├── SessionConflict           lost a compare-and-set on version     .key_prefix .operation
+    └── BackendError              the store failed                      .backend .operation .suggestion
+        └── BackendUnavailable    the store cannot be reached
+                                  (connection, timeout, pool wait)
+
+The attributes give handlers and metrics the context without parsing
+messages; any of them may be ``None`` when the raiser did not know it.
+``key_prefix`` is the first characters of the *storage key* (a SHA-256 of the
+token), enough to match log lines and never enough to use: no exception,
+attribute or message carries a token, a secret or a password.
 
 Backends map their driver's exceptions to ``BackendError`` or
 ``BackendUnavailable`` at the boundary, chaining the original with
@@ -19,13 +28,17 @@ Backends map their driver's exceptions to ``BackendError`` or
 ``SessionMiddleware`` turns ``BackendUnavailable`` into a 503 response,
 ``SessionTooLarge`` into a 413 and ``SessionConflict`` into a 409 (each with a
 JSON ``detail``); ``SerializationError`` is a bug in the route and stays a 500.
-Messages never contain tokens, secrets or passwords.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
+    "KEY_PREFIX_LENGTH",
+    "AmbiguousBackend",
     "BackendError",
+    "BackendNotInstalled",
     "BackendUnavailable",
     "ConfigurationError",
     "SerializationError",
@@ -34,7 +47,15 @@ __all__ = [
     "SessionExists",
     "SessionNotFound",
     "SessionTooLarge",
+    "UnknownBackend",
 ]
+
+#: How many characters of a storage key an exception keeps (``key_prefix``).
+KEY_PREFIX_LENGTH = 8
+
+
+def _prefix(key: str | None) -> str | None:
+    return None if key is None else key[:KEY_PREFIX_LENGTH]
 
 
 class SessionError(Exception):
@@ -42,11 +63,66 @@ class SessionError(Exception):
 
 
 class ConfigurationError(SessionError, ValueError):
-    """A setting is invalid, for example a ``__Host-`` cookie with a Domain."""
+    """A setting is invalid, for example a ``__Host-`` cookie with a Domain.
+
+    ``setting`` names the option at fault and ``suggestion`` says what to do,
+    when the raiser knows them.
+    """
+
+    def __init__(self, message: str, *, setting: str | None = None, suggestion: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+        self.suggestion = suggestion
+
+
+class UnknownBackend(ConfigurationError):
+    """No backend is registered for the URL's scheme.
+
+    ``suggestion`` is the nearest known scheme (``"redis"`` for ``"rdis"``) or
+    ``None``; ``available`` lists the registered schemes.
+    """
+
+    def __init__(self, message: str, *, scheme: str | None = None, suggestion: str | None = None,
+                 available: Iterable[str] = ()) -> None:
+        super().__init__(message, suggestion=suggestion)
+        self.scheme = scheme
+        self.available = tuple(available)
+
+
+class BackendNotInstalled(ConfigurationError, ImportError):
+    """The backend exists but its driver is not installed; the message names the extra.
+
+    ``extra`` is the pip extra that installs the driver (``"redis"``), when
+    the backend is first-party; ``missing`` is the module that failed to import.
+    """
+
+    def __init__(self, message: str, *, scheme: str | None = None, extra: str | None = None,
+                 missing: str | None = None, suggestion: str | None = None) -> None:
+        ConfigurationError.__init__(self, message, suggestion=suggestion)
+        self.scheme = scheme
+        self.extra = extra
+        self.missing = missing
+        self.name = missing  # ImportError's own attribute
+
+
+class AmbiguousBackend(ConfigurationError):
+    """Two installed distributions register the same scheme (``distributions``)."""
+
+    def __init__(self, message: str, *, scheme: str | None = None, distributions: Iterable[str] = ()) -> None:
+        super().__init__(message, suggestion="uninstall one of them, or register_backend(..., replace=True)")
+        self.scheme = scheme
+        self.distributions = tuple(distributions)
 
 
 class SerializationError(SessionError):
-    """Session data could not be serialized, or a stored payload not decoded."""
+    """Session data could not be serialized, or a stored payload not decoded.
+
+    ``operation`` is ``"encode"`` or ``"decode"`` when known.
+    """
+
+    def __init__(self, message: str, *, operation: str | None = None) -> None:
+        super().__init__(message)
+        self.operation = operation
 
 
 class SessionTooLarge(SessionError):
@@ -62,21 +138,50 @@ class SessionTooLarge(SessionError):
         self.limit = limit
 
 
-class SessionExists(SessionError):
+class _RecordError(SessionError):
+    """A storage operation on one record did not apply; ``key_prefix`` names the record."""
+
+    default_message = ""
+
+    def __init__(self, message: str | None = None, *, key: str | None = None, operation: str | None = None) -> None:
+        super().__init__(message or self.default_message)
+        self.key_prefix = _prefix(key)
+        self.operation = operation
+
+
+class SessionExists(_RecordError):
     """``create()`` was called with the key of a live record."""
 
+    default_message = "a live session already has this key"
 
-class SessionNotFound(SessionError):
+
+class SessionNotFound(_RecordError):
     """The record is gone or expired; it is never silently re-created."""
 
+    default_message = "the session is gone or expired"
 
-class SessionConflict(SessionError):
+
+class SessionConflict(_RecordError):
     """A compare-and-set save lost: the record changed since it was read."""
+
+    default_message = "the session changed since it was read"
 
 
 class BackendError(SessionError):
-    """The session store failed."""
+    """The session store failed.
+
+    ``backend`` names the store (``"redis"``, ``"postgresql"``, ...),
+    ``operation`` the storage call (``"read"``, ``"update"``, ...) and
+    ``suggestion`` what to check, when the raiser knows them.
+    """
+
+    def __init__(self, message: str, *, backend: str | None = None, operation: str | None = None,
+                 suggestion: str | None = None) -> None:
+        super().__init__(message)
+        self.backend = backend
+        self.operation = operation
+        self.suggestion = suggestion
 
 
 class BackendUnavailable(BackendError):
-    """The session store cannot be reached right now (connection refused, timeout)."""
+    """The session store cannot be reached right now (connection refused, timeout, full pool)."""

@@ -653,7 +653,8 @@ class SessionManager:
             if mine == before:
                 continue  # we did not touch this key; keep theirs
             if self.conflict_policy == "raise" and theirs.get(key, _MISSING) != before:
-                raise SessionConflict(f"session key {key!r} was changed by a concurrent request")
+                raise SessionConflict(f"the session entry {key!r} was changed by a concurrent request",
+                                      operation="update")
             if mine is _MISSING:
                 merged.pop(key, None)
             else:

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .contract import SessionBackend
-from .errors import ConfigurationError
+from .errors import AmbiguousBackend, BackendNotInstalled, ConfigurationError, UnknownBackend
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -111,18 +111,6 @@ class BackendInfo:
         else:
             status = f"not installed (no {', '.join(self.missing)}): {self.hint}"
         return f"{self.scheme}:// {self.target} ({origin}): {status}"
-
-
-class UnknownBackend(ConfigurationError):
-    """No backend is registered for the URL's scheme."""
-
-
-class BackendNotInstalled(ConfigurationError, ImportError):
-    """The backend exists but its driver is not installed; the message names the extra."""
-
-
-class AmbiguousBackend(ConfigurationError):
-    """Two installed distributions register the same scheme."""
 
 
 # "_" too: SQLAlchemy's driver names have it (postgresql+psycopg_async), though RFC 3986 and urlsplit do not.
@@ -262,7 +250,8 @@ def _resolve(url: str) -> BackendFactory:
             continue
         if len(claims) > 1:
             dists = " and ".join(sorted(dist for _, dist in claims))
-            raise AmbiguousBackend(f"the scheme {name!r} is registered by more than one distribution: {dists}")
+            raise AmbiguousBackend(f"the scheme {name!r} is registered by more than one distribution: {dists}",
+                                   scheme=name, distributions=sorted(dist for _, dist in claims))
         ep, dist = claims[0]
         try:
             factory: BackendFactory = ep.load()
@@ -273,24 +262,28 @@ def _resolve(url: str) -> BackendFactory:
     if names[-1] in FIRST_PARTY_EXTRAS:
         raise UnknownBackend(
             f"the {names[-1]}:// backend is not part of this fastapi-sessions installation "
-            f"(available: {', '.join(f'{k}://' for k in known)})"
+            f"(available: {', '.join(f'{k}://' for k in known)})",
+            scheme=scheme, available=known,
         )
     close = difflib.get_close_matches(scheme, known, n=1, cutoff=0.6) or difflib.get_close_matches(
         names[-1], known, n=1, cutoff=0.6
     )
     hint = f"; did you mean {close[0]}://?" if close else ""
     listed = ", ".join(f"{k}://" for k in known) or "none"
-    raise UnknownBackend(f"no session backend for {scheme}:// (known: {listed}){hint}")
+    raise UnknownBackend(f"no session backend for {scheme}:// (known: {listed}){hint}", scheme=scheme,
+                         suggestion=close[0] if close else None, available=known)
 
 
 def _not_installed(name: str, dist: str, exc: ImportError) -> ConfigurationError:
     extra = FIRST_PARTY_EXTRAS.get(name)
     if dist == "fastapi-sessions" and extra is not None:
+        install = f'pip install "fastapi-sessions[{extra}]"'
         return BackendNotInstalled(
-            f"the {name}:// backend needs its driver ({exc.name or exc}); "
-            f'install it with: pip install "fastapi-sessions[{extra}]"'
+            f"the {name}:// backend needs its driver ({exc.name or exc}); install it with: {install}",
+            scheme=name, extra=extra, missing=exc.name, suggestion=install,
         )
-    return BackendNotInstalled(f"the {name}:// backend from {dist} failed to import: {exc}")
+    return BackendNotInstalled(f"the {name}:// backend from {dist} failed to import: {exc}", scheme=name,
+                               missing=exc.name)
 
 
 def from_url(url: str, **options: Any) -> SessionBackend:
@@ -305,6 +298,6 @@ def from_url(url: str, **options: Any) -> SessionBackend:
     try:
         backend = factory(url, **options)
     except TypeError as exc:
-        raise ConfigurationError(f"bad options for {mask_url(url)}: {exc}") from None
+        raise ConfigurationError(f"bad options for {mask_url(url)}: {exc}", setting="backend_options") from None
     logger.debug("session backend %s for %s", type(backend).__name__, mask_url(url))
     return backend

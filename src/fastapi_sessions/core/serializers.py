@@ -79,12 +79,14 @@ def _default(value: Any) -> Any:
 def _check(value: Any, depth: int) -> None:
     """Refuse what json would accept but not read back as written: non-str keys; and too deep a nesting."""
     if depth > MAX_DEPTH:
-        raise SerializationError(f"session data is not JSON-serializable: nested deeper than {MAX_DEPTH} levels")
+        raise SerializationError(f"session data is not JSON-serializable: nested deeper than {MAX_DEPTH} levels",
+                                 operation="encode")
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise SerializationError(
-                    f"session data is not JSON-serializable: dict keys must be str, not {type(key).__name__}"
+                    f"session data is not JSON-serializable: dict keys must be str, not {type(key).__name__}",
+                    operation="encode",
                 )
             if type(item) not in _SCALARS:
                 _check(item, depth + 1)
@@ -111,14 +113,14 @@ def _stdlib_dumps(data: Mapping[str, Any]) -> bytes:
     try:
         return (_REFERENCE_MARK + _ENCODER.encode(data)).encode()
     except (TypeError, ValueError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
-        raise SerializationError(f"session data is not JSON-serializable: {exc}") from exc
+        raise SerializationError(f"session data is not JSON-serializable: {exc}", operation="encode") from exc
 
 
 def _stdlib_loads(payload: bytes) -> Any:
     try:
         return _DECODER.decode(payload.decode())  # UTF-8 only, as orjson reads
     except RecursionError as exc:
-        raise SerializationError("stored session payload is nested too deeply") from exc
+        raise SerializationError("stored session payload is nested too deeply", operation="decode") from exc
 
 
 class JSONSerializer:
@@ -156,7 +158,7 @@ class JSONSerializer:
             else:
                 data = _stdlib_loads(payload)
         except ValueError as exc:  # orjson.JSONDecodeError and json's both subclass it
-            raise SerializationError("stored session payload is not valid JSON") from exc
+            raise SerializationError("stored session payload is not valid JSON", operation="decode") from exc
         if not isinstance(data, dict):
-            raise SerializationError("stored session payload is not a JSON object")
+            raise SerializationError("stored session payload is not a JSON object", operation="decode")
         return data
