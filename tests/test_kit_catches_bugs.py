@@ -693,6 +693,15 @@ def test_failures_name_the_rule_and_show_what_was_seen(broken_results: Results) 
     assert "assert 2 == 1" in text and "where 2 = len(" in text  # rewritten, not a bare AssertionError
 
 
+def test_every_module_of_the_kit_has_its_asserts_rewritten() -> None:
+    """Each theme module is registered in testing/__init__.py: one left out would fail with a bare assert."""
+    modules = {cls.__module__ for cls in BackendConformance.__mro__ if cls.__module__.startswith("fastapi_sessions.")}
+    assert len(modules) > 5, modules
+    # pytest's rewriter binds @py_builtins in every module it rewrites.
+    plain = sorted(name for name in modules if "@py_builtins" not in vars(sys.modules[name]))
+    assert plain == [], f"not registered with pytest.register_assert_rewrite: {plain}"
+
+
 def test_an_unexpected_exception_names_the_rules_the_test_checks(broken_results: Results) -> None:
     failures = broken_results["TestBroken_absolute_native_expiry"]["failure"]
     text = failures["test_update_judges_liveness_by_the_passed_now"]

@@ -22,8 +22,17 @@ except ModuleNotFoundError as exc:
 # AssertionError. It must come before the kit's modules are imported (pytest's documented way).
 pytest.register_assert_rewrite(
     "fastapi_sessions.testing._base",
+    "fastapi_sessions.testing._clock",
     "fastapi_sessions.testing._concurrency",
+    "fastapi_sessions.testing._create_read",
+    "fastapi_sessions.testing._failures",
     "fastapi_sessions.testing._fused",
+    "fastapi_sessions.testing._out_of_band",
+    "fastapi_sessions.testing._payloads",
+    "fastapi_sessions.testing._purge",
+    "fastapi_sessions.testing._touch_delete",
+    "fastapi_sessions.testing._update",
+    "fastapi_sessions.testing._user_index",
     "fastapi_sessions.testing.conformance",
 )
 

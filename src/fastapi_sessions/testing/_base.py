@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -18,7 +18,7 @@ from ..core.records import SessionRecord
 from ..core.tokens import new_token, storage_key
 from ._report import kit_report
 
-__all__ = ["SECOND", "Capability", "KitBase", "ms"]
+__all__ = ["NOW_SKEWS", "SECOND", "Capability", "KitBase", "each_skew", "in_own_loop", "ms", "sorted_keys"]
 
 SECOND = timedelta(seconds=1)
 STRICT_VARIABLE = "FASTAPI_SESSIONS_CONFORMANCE_STRICT"
@@ -62,6 +62,24 @@ STRICT_CAPABILITIES = (
 def ms(value: datetime) -> datetime:
     """``value`` cut to milliseconds: some stores keep no more, and the kit's timestamps fit every store."""
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def sorted_keys(records: Sequence[SessionRecord]) -> list[str]:
+    """The keys of ``records``, sorted: a listing may come back in any order."""
+    return sorted(r.key for r in records)
+
+
+#: Every kit test's mark: a loop of its own, whatever the project's default loop scope.
+in_own_loop = pytest.mark.asyncio(loop_scope="function")
+
+#: Where the tests of the passed ``now`` put it: the kit's clock (``None``), and three hours
+#: either side of the system clock, where an absolute native expiry or a second clock shows.
+NOW_SKEWS: dict[str, timedelta | None] = {
+    "kit-clock": None,
+    "system+3h": timedelta(hours=3),
+    "system-3h": timedelta(hours=-3),
+}
+each_skew = pytest.mark.parametrize("skew", list(NOW_SKEWS.values()), ids=list(NOW_SKEWS))
 
 
 class KitBase:

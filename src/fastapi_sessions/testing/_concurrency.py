@@ -15,17 +15,14 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-import pytest
-
 from ..core.contract import SessionBackend
 from ..core.errors import SessionNotFound
 from ..core.records import SessionRecord
-from ._base import KitBase, ms
+from ._base import KitBase, in_own_loop, ms
 from ._rules import broke, show
 
 __all__ = ["ConcurrencyTests"]
 
-_kit = pytest.mark.asyncio(loop_scope="function")
 Call = Callable[[], Awaitable[object]]
 
 
@@ -67,7 +64,7 @@ class ConcurrencyTests(KitBase):
         """What each race left, read at once."""
         return list(await asyncio.gather(*(backend.read(r.key, now=self.now()) for r in records)))
 
-    @_kit
+    @in_own_loop
     async def test_concurrent_updates_with_one_version_have_exactly_one_winner(
         self, backend: SessionBackend
     ) -> None:
@@ -86,7 +83,7 @@ class ConcurrencyTests(KitBase):
         assert got is not None and got.version == 2 and got.payload == attempts[winners[0]].payload, broke(
             "update-cas", f"the winner wrote {attempts[winners[0]].payload!r}; read {show(got)}")
 
-    @_kit
+    @in_own_loop
     async def test_race_create_against_create(self, backend: SessionBackend) -> None:
         """Of two creates of one key at once, exactly one succeeds and its record is stored."""
         records: dict[int, tuple[SessionRecord, SessionRecord]] = {}
@@ -105,7 +102,7 @@ class ConcurrencyTests(KitBase):
             assert got == won[0], broke("atomic", f"the create() that succeeded wrote {show(won[0])}; "
                                                   f"read {show(got)}")
 
-    @_kit
+    @in_own_loop
     async def test_race_touch_against_delete(self, backend: SessionBackend) -> None:
         """A touch racing a delete never brings the record back."""
         records = await self._created(backend, user=True)
@@ -123,7 +120,7 @@ class ConcurrencyTests(KitBase):
                 "touch-no-revival", f"touch() -> {touched!r} and delete() -> {deleted!r} at once; "
                 f"then read {show(got)}")
 
-    @_kit
+    @in_own_loop
     async def test_race_touch_against_update(self, backend: SessionBackend) -> None:
         """A touch racing an update loses nothing the update wrote: touch changes the expiry only."""
         records = await self._created(backend)
@@ -145,7 +142,7 @@ class ConcurrencyTests(KitBase):
             assert ok, broke("touch-only-expiry", f"touch() -> {touched!r} and update() -> {show(version)} at once; "
                                                   f"then read {show(got)}")
 
-    @_kit
+    @in_own_loop
     async def test_race_update_against_delete(self, backend: SessionBackend) -> None:
         """An update racing a delete either lands before it or finds nothing: never a resurrection."""
         records = await self._created(backend)
@@ -163,7 +160,7 @@ class ConcurrencyTests(KitBase):
             assert ok, broke("update-no-resurrection", f"update() -> {show(version)} and delete() -> {deleted!r} at "
                                                        f"once; then read {show(got)}")
 
-    @_kit
+    @in_own_loop
     async def test_race_delete_by_user_against_an_update_moving_the_user(self, backend: SessionBackend) -> None:
         """Log out everywhere racing a move to another user: either the session went, or it moved and stays."""
         records = await self._created(backend, user=True)
@@ -190,7 +187,7 @@ class ConcurrencyTests(KitBase):
                 f"-> {show(version)} at once; then read {show(got)}, old user lists {show(old)}, new user lists "
                 f"{show(new)}")
 
-    @_kit
+    @in_own_loop
     async def test_race_read_and_touch_against_delete(self, backend: SessionBackend) -> None:
         fused = self.fused(backend)
         records = await self._created(backend, ttl=600)
@@ -210,7 +207,7 @@ class ConcurrencyTests(KitBase):
                 "touch-no-revival", f"read_and_touch() -> {show(result)} and delete() -> {deleted!r} at once; "
                 f"then read {show(got)}")
 
-    @_kit
+    @in_own_loop
     async def test_race_read_and_touch_against_update(self, backend: SessionBackend) -> None:
         fused = self.fused(backend)
         records = await self._created(backend, ttl=600)

@@ -15,15 +15,11 @@ import pytest
 from ..core.contract import SessionBackend
 from ..core.errors import SessionConflict
 from ..core.records import SessionRecord
-from ._base import SECOND, KitBase, ms
+from ._base import SECOND, KitBase, each_skew, in_own_loop, ms
 from ._rules import broke, show
 
 __all__ = ["ReadAndTouchTests"]
 
-_skews = pytest.mark.parametrize(
-    "skew", [None, timedelta(hours=3), timedelta(hours=-3)], ids=["kit-clock", "system+3h", "system-3h"]
-)
-_kit = pytest.mark.asyncio(loop_scope="function")
 
 
 class ReadAndTouchTests(KitBase):
@@ -39,7 +35,7 @@ class ReadAndTouchTests(KitBase):
             refresh_interval=timedelta(seconds=refresh),
         )
 
-    @_kit
+    @in_own_loop
     async def test_read_and_touch_of_missing_or_expired_is_none(self, backend: SessionBackend) -> None:
         got = await self._read_and_touch(backend, self.new_key(), ms(self.now()))
         assert got == (None, False), broke("read-and-touch", f"read_and_touch() of an unknown key -> {show(got)}")
@@ -51,7 +47,7 @@ class ReadAndTouchTests(KitBase):
         read = await backend.read(record.key, now=self.now())
         assert read is None, broke("read-and-touch-deadlines", f"after read_and_touch() read {show(read)}")
 
-    @_kit
+    @in_own_loop
     async def test_read_and_touch_of_a_deleted_record_is_none(self, backend: SessionBackend) -> None:
         record = self.record(ttl=600, user_id=self.new_user())
         await backend.create(record, now=self.now())
@@ -61,7 +57,7 @@ class ReadAndTouchTests(KitBase):
         read = await backend.read(record.key, now=self.now())
         assert read is None, broke("touch-no-revival", f"after delete() and read_and_touch() read {show(read)}")
 
-    @_kit
+    @in_own_loop
     async def test_read_and_touch_extends_the_idle_deadline_when_due(self, backend: SessionBackend) -> None:
         record = self.record(ttl=600, payload=b'{"keep":1}', user_id=self.new_user())
         await backend.create(record, now=self.now())
@@ -73,7 +69,7 @@ class ReadAndTouchTests(KitBase):
         read = await backend.read(record.key, now=self.now())
         assert read == expected, broke("read-and-touch-only-expiry", f"after read_and_touch() read {show(read)}")
 
-    @_kit
+    @in_own_loop
     async def test_read_and_touch_leaves_a_fresh_deadline_alone(self, backend: SessionBackend) -> None:
         record = self.record(ttl=3600 - 30)
         await backend.create(record, now=self.now())
@@ -83,7 +79,7 @@ class ReadAndTouchTests(KitBase):
         read = await backend.read(record.key, now=self.now())
         assert read == record, broke("read-and-touch", f"after read_and_touch() read {show(read)}")
 
-    @_kit
+    @in_own_loop
     async def test_read_and_touch_never_passes_the_absolute_deadline(self, backend: SessionBackend) -> None:
         now = ms(self.now())
         started = now - timedelta(hours=7, minutes=50)  # absolute deadline in 10 minutes
@@ -97,7 +93,7 @@ class ReadAndTouchTests(KitBase):
         assert read is not None and read.expires_at == deadline, broke(
             "read-and-touch-deadlines", f"absolute deadline {deadline.isoformat()}: stored {show(read)}")
 
-    @_kit
+    @in_own_loop
     async def test_read_and_touch_then_update_still_compares_versions(self, backend: SessionBackend) -> None:
         record = self.record(ttl=600)
         await backend.create(record, now=self.now())
@@ -108,7 +104,7 @@ class ReadAndTouchTests(KitBase):
             await backend.update(self._with(record, b'{"n":3}'), expected_version=1, now=self.now())
             pytest.fail(broke("update-cas", "after read_and_touch(), a stale update() returned normally"))
 
-    @_kit
+    @in_own_loop
     async def test_read_and_touch_keeps_the_record_listed_for_its_user(self, backend: SessionBackend) -> None:
         t = ms(self.now())
         user = self.new_user()
@@ -123,8 +119,8 @@ class ReadAndTouchTests(KitBase):
         count = await backend.delete_by_user(user, now=t + 120 * SECOND)
         assert count == 1, broke("touch-extends-index", f"delete_by_user(now=T+120s) counted {count}")
 
-    @_kit
-    @_skews
+    @in_own_loop
+    @each_skew
     async def test_read_and_touch_judges_by_the_passed_now(
         self, backend: SessionBackend, skew: timedelta | None
     ) -> None:
