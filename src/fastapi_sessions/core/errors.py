@@ -16,6 +16,18 @@
         └── BackendUnavailable    the store cannot be reached
                                   (connection, timeout, pool wait)
 
+The 0.3.2 layer (``fastapi_sessions._compat``) has its own small tree, in the
+last section of this module and not in ``__all__``: 0.3.2 code imports these
+from their 0.3.2 paths, which re-export them under the names shown here::
+
+    Exception
+    ├── LegacyBackendError        0.3.2's ``BackendError`` (backends.session_backend)
+    │   └── StoreError            a ``BridgeBackend``'s store failed;
+    │       │                     also the ``BackendError`` above
+    │       └── StoreUnavailable  ... cannot be reached; also ``BackendUnavailable``
+    └── FrontendError             what a 0.3.2 frontend with ``auto_error=False``
+                                  returns instead of an id (frontends.session_frontend)
+
 The attributes give handlers and metrics the context without parsing
 messages; any of them may be ``None`` when the raiser did not know it.
 ``key_prefix`` is the first characters of the *storage key* (a SHA-256 of the
@@ -32,7 +44,8 @@ JSON ``detail``); ``SerializationError`` is a bug in the route and stays a 500.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 __all__ = [
     "KEY_PREFIX_LENGTH",
@@ -185,3 +198,46 @@ class BackendError(SessionError):
 
 class BackendUnavailable(BackendError):
     """The session store cannot be reached right now (connection refused, timeout, full pool)."""
+
+
+# -- 0.3.2 compatibility -------------------------------------------------------------------------
+# The exceptions of the 0.3.2 API. 0.3.2 apps print them (a verifier with auto_error=False hands
+# its error to the route, which often renders repr()), so each shows the module path and name
+# 0.3.2 gave it; pickle finds it again there, since that path re-exports it.
+
+_C = TypeVar("_C", bound=type)
+
+
+def public_path(path: str) -> Callable[[_C], _C]:
+    """Show a 0.3.2 class (repr, tracebacks, pickle) as ``path``, its 0.3.2 module and name.
+
+    Used on every class of the 0.3.2 layer, since each lives in a private module
+    and some carry a ``Legacy`` name there so as not to shadow the new API.
+    """
+    module, _, name = path.rpartition(".")
+
+    def show(cls: _C) -> _C:
+        cls.__module__, cls.__name__, cls.__qualname__ = module, name, name
+        return cls
+
+    return show
+
+
+@public_path("fastapi_sessions.backends.session_backend.BackendError")
+class LegacyBackendError(Exception):
+    """Error that is thrown by backends."""  # 0.3.2's docstring; it takes any arguments, as 0.3.2's did
+
+
+@public_path("fastapi_sessions.frontends.session_frontend.FrontendError")
+class FrontendError(Exception):
+    """What a frontend with ``auto_error=False`` returns (and stores) instead of an id."""
+
+
+@public_path("fastapi_sessions.backends.implementations.bridge.StoreError")
+class StoreError(LegacyBackendError, BackendError):
+    """The store behind a ``BridgeBackend`` failed: both the 0.3.2 and the new ``BackendError``."""
+
+
+@public_path("fastapi_sessions.backends.implementations.bridge.StoreUnavailable")
+class StoreUnavailable(StoreError, BackendUnavailable):
+    """The store behind a ``BridgeBackend`` cannot be reached (connection, timeout)."""

@@ -1,9 +1,9 @@
-"""0.3.2 backend implementations, plus ``BridgeBackend`` onto every new backend.
+"""0.3.2 backend implementations (``InMemoryBackend``), plus ``BridgeBackend`` onto every new backend.
 
 ``InMemoryBackend`` is 0.3.2's dict store. ``BridgeBackend`` implements the
 same 0.3.2 contract over any backend from the registry (``memory://``,
-``redis://``, ``postgresql+asyncpg://``, …), with expiry: see
-:mod:`fastapi_sessions.backends.implementations.bridge`.
+``redis://``, ``postgresql+asyncpg://``, …), with expiry. The implementations
+are in :mod:`fastapi_sessions._compat`.
 """
 
 from __future__ import annotations

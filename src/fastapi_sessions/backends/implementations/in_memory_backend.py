@@ -1,45 +1,12 @@
-"""The 0.3.2 ``InMemoryBackend[ID, SessionModel]``: pydantic models in a dict.
-
-Same contract and messages as 0.3.2, with two fixes that break nobody:
-``update`` stores a copy like ``create`` does (0.3.2 kept the caller's object,
-so mutating it later changed the session), and ``delete`` of an unknown id
-does nothing (0.3.2 raised ``KeyError``: logging out twice was a 500).
-
-Entries never expire and live in one process. For expiry, or a store shared
-by workers, swap it for ``BridgeBackend`` (same module path).
-"""
+"""0.3.2 import path of ``InMemoryBackend``; the implementation is in :mod:`fastapi_sessions._compat.memory`."""
 
 from __future__ import annotations
 
-from typing import Generic
+from ..._compat.backend import LegacySessionBackend as SessionBackend  # noqa: F401
+from ..._compat.backend import SessionModel as SessionModel
+from ..._compat.frontend import ID as ID
+from ..._compat.memory import LegacyInMemoryBackend as InMemoryBackend
+from ...core.errors import LegacyBackendError as BackendError  # noqa: F401
 
-from ...frontends.session_frontend import ID
-from ..session_backend import BackendError, SessionBackend, SessionModel
-
+# The names besides InMemoryBackend: 0.3.2's module imported them, so code may import them from here.
 __all__ = ["InMemoryBackend"]
-
-
-class InMemoryBackend(Generic[ID, SessionModel], SessionBackend[ID, SessionModel]):
-    """Stores session data in a dictionary."""
-
-    def __init__(self) -> None:
-        self.data: dict[ID, SessionModel] = {}
-
-    async def create(self, session_id: ID, data: SessionModel) -> None:
-        if self.data.get(session_id):
-            raise BackendError("create can't overwrite an existing session")
-        self.data[session_id] = data.model_copy(deep=True)
-
-    async def read(self, session_id: ID) -> SessionModel | None:
-        data = self.data.get(session_id)
-        if not data:
-            return None
-        return data.model_copy(deep=True)
-
-    async def update(self, session_id: ID, data: SessionModel) -> None:
-        if not self.data.get(session_id):
-            raise BackendError("session does not exist, cannot update")
-        self.data[session_id] = data.model_copy(deep=True)
-
-    async def delete(self, session_id: ID) -> None:
-        self.data.pop(session_id, None)
