@@ -135,3 +135,44 @@ def test_import_fastapi_sessions_does_not_load_the_0_3_2_layer() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_0_3_2_class_shows_its_0_3_2_path_and_name() -> None:
+    # Reprs, tracebacks and pickles name the path 0.3.2 code imports from, never the private package.
+    import pickle
+    import traceback
+
+    from fastapi_sessions.backends.implementations import bridge, in_memory_backend
+    from fastapi_sessions.backends.session_backend import BackendError
+    from fastapi_sessions.frontends.implementations import cookie
+    from fastapi_sessions.frontends.session_frontend import FrontendError
+    from fastapi_sessions.session_verifier import SessionVerifier
+
+    paths = {
+        "fastapi_sessions.backends.session_backend": ("BackendError", "SessionBackend"),
+        "fastapi_sessions.backends.implementations.in_memory_backend": ("InMemoryBackend",),
+        "fastapi_sessions.backends.implementations.bridge": ("BridgeBackend", "StoreError", "StoreUnavailable"),
+        "fastapi_sessions.frontends.session_frontend": ("FrontendError", "SessionFrontend"),
+        "fastapi_sessions.frontends.implementations.cookie": ("CookieParameters", "SameSiteEnum", "SessionCookie"),
+        "fastapi_sessions.session_verifier": ("SessionVerifier",),
+    }
+    for module_name, names in paths.items():
+        module = sys.modules[module_name]
+        for name in names:
+            cls = getattr(module, name)
+            assert (cls.__module__, cls.__qualname__, cls.__name__) == (module_name, name, name)
+            assert pickle.loads(pickle.dumps(cls)) is cls
+    assert repr(in_memory_backend.InMemoryBackend[UUID, Data]) == (
+        f"fastapi_sessions.backends.implementations.in_memory_backend.InMemoryBackend[uuid.UUID, {__name__}.Data]"
+    )
+    assert repr(SessionVerifier[UUID, Data]).startswith("fastapi_sessions.session_verifier.SessionVerifier[")
+    error = BackendError("failed to extract the {} session from state", "x")
+    assert repr(error) == "BackendError('failed to extract the {} session from state', 'x')"
+    assert traceback.format_exception_only(FrontendError, FrontendError("no cookie")) == [
+        "fastapi_sessions.frontends.session_frontend.FrontendError: no cookie\n"
+    ]
+    for exc in (error, bridge.StoreUnavailable("down", backend="redis")):
+        assert type(pickle.loads(pickle.dumps(exc))) is type(exc)
+    assert cookie.SessionCookie(
+        cookie_name="c", identifier="shown-as", secret_key="s", cookie_params=cookie.CookieParameters()
+    ).scheme_name == "SessionCookie"

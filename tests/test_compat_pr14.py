@@ -16,45 +16,10 @@ import pytest
 from fastapi import Depends, FastAPI, HTTPException, Response
 from fastapi.responses import PlainTextResponse
 from fastapi.testclient import TestClient
-from pydantic import BaseModel
 
 from fastapi_sessions.backends.implementations import InMemoryBackend
 from fastapi_sessions.frontends.implementations import CookieParameters, SessionCookie
-from fastapi_sessions.session_verifier import SessionVerifier
-
-
-class SessionData(BaseModel):
-    username: str
-
-
-class BasicVerifier(SessionVerifier[UUID, SessionData]):
-    def __init__(
-        self, *, identifier: str, auto_error: bool, backend: InMemoryBackend[UUID, SessionData],
-        auth_http_exception: HTTPException,
-    ) -> None:
-        self._identifier = identifier
-        self._auto_error = auto_error
-        self._backend = backend
-        self._auth_http_exception = auth_http_exception
-
-    @property
-    def identifier(self) -> str:
-        return self._identifier
-
-    @property
-    def backend(self) -> InMemoryBackend[UUID, SessionData]:
-        return self._backend
-
-    @property
-    def auto_error(self) -> bool:
-        return self._auto_error
-
-    @property
-    def auth_http_exception(self) -> HTTPException:
-        return self._auth_http_exception
-
-    def verify_session(self, model: SessionData) -> bool:
-        return True
+from guide032 import BasicVerifier, SessionData
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from uuid import UUID, uuid4
 import pytest
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.testclient import TestClient
-from pydantic import BaseModel
 
 from fastapi_sessions import BackendUnavailable, SessionRecord
 from fastapi_sessions.backends.implementations import BridgeBackend, InMemoryBackend
@@ -18,50 +17,18 @@ from fastapi_sessions.backends.in_memory import InMemoryBackend as Store
 from fastapi_sessions.backends.session_backend import SessionBackend
 from fastapi_sessions.frontends.implementations import CookieParameters, SessionCookie
 from fastapi_sessions.session_verifier import SessionVerifier
+from guide032 import BasicVerifier, SessionData
 
 
-class Data(BaseModel):
-    username: str
+class Verifier(BasicVerifier):
+    """The guide's verifier, refusing one user so that a failed check shows."""
 
-
-class Verifier(SessionVerifier[UUID, Data]):
-    """Written as the 0.3.2 guide writes it: own ``__init__``, properties, no ``super().__init__()``."""
-
-    def __init__(
-        self,
-        *,
-        identifier: str,
-        auto_error: bool,
-        backend: SessionBackend[UUID, Data],
-        auth_http_exception: HTTPException,
-    ) -> None:
-        self._identifier = identifier
-        self._auto_error = auto_error
-        self._backend = backend
-        self._auth_http_exception = auth_http_exception
-
-    @property
-    def identifier(self) -> str:
-        return self._identifier
-
-    @property
-    def backend(self) -> SessionBackend[UUID, Data]:
-        return self._backend
-
-    @property
-    def auto_error(self) -> bool:
-        return self._auto_error
-
-    @property
-    def auth_http_exception(self) -> HTTPException:
-        return self._auth_http_exception
-
-    def verify_session(self, model: Data) -> bool:
+    def verify_session(self, model: SessionData) -> bool:
         return model.username != "banned"
 
 
 class AsyncVerifier(Verifier):
-    async def verify_session(self, model: Data) -> bool:  # type: ignore[override]
+    async def verify_session(self, model: SessionData) -> bool:  # type: ignore[override]
         return model.username != "banned"
 
 
@@ -70,10 +37,10 @@ def build(
     identifier: str,
     auto_error: bool = True,
     verifier_class: type[Verifier] = Verifier,
-    backend: SessionBackend[UUID, Data] | None = None,
+    backend: SessionBackend[UUID, SessionData] | None = None,
     with_cookie: bool = True,
 ) -> tuple[FastAPI, Any]:
-    backend = backend or InMemoryBackend[UUID, Data]()
+    backend = backend or InMemoryBackend[UUID, SessionData]()
     cookie = SessionCookie(
         cookie_name="cookie", identifier=identifier, secret_key="secret", cookie_params=CookieParameters(),
         auto_error=auto_error,
@@ -88,7 +55,7 @@ def build(
     @app.post("/login/{name}")
     async def login(name: str, response: Response) -> str:
         session_id = uuid4()
-        await backend.create(session_id, Data(username=name))
+        await backend.create(session_id, SessionData(username=name))
         assert cookie is not None
         cookie.attach_to_response(response, session_id)
         return "ok"
@@ -200,7 +167,7 @@ class DownStore(Store):
 
 
 def test_a_store_outage_is_a_503_not_a_500() -> None:
-    backend = BridgeBackend[UUID, Data](DownStore())
+    backend = BridgeBackend[UUID, SessionData](DownStore())
     app, _ = build(identifier="outage", backend=backend)
     client = TestClient(app)
     from itsdangerous import URLSafeTimedSerializer
