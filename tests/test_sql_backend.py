@@ -41,11 +41,11 @@ from fastapi_sessions import (
 from fastapi_sessions.backends import from_url as registry_from_url
 from fastapi_sessions.backends.sqlalchemy import (
     SQLAlchemyBackend,
-    _micros,
     ddl,
     main,
     session_table,
 )
+from fastapi_sessions.backends.sqlalchemy._table import _micros
 from fastapi_sessions.core.tokens import new_token, storage_key
 from fastapi_sessions.frontends import SessionFrontend
 from faultproxy import FaultProxy

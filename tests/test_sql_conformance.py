@@ -88,7 +88,7 @@ class SQLConformance(BackendConformance):
 
 
 def _dt(micros: int) -> datetime:
-    from fastapi_sessions.backends.sqlalchemy import _datetime
+    from fastapi_sessions.backends.sqlalchemy._table import _datetime
 
     return _datetime(micros)
 
