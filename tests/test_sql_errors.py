@@ -14,11 +14,15 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Column, MetaData, String, Table, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from fastapi_sessions import BackendError, BackendNotInstalled, ConfigurationError, SessionManager
 from fastapi_sessions.backends import from_url as registry_from_url
 from fastapi_sessions.backends.sqlalchemy import SQLAlchemyBackend, main
+from fastapi_sessions.backends.sqlalchemy._dialects import AnyDialectOps, ops_for
+from fastapi_sessions.backends.sqlalchemy._errors import original
 
 PASSWORD = "s3cr3t-pw"
 CREATE_TABLE_HINTS = ("create-table", "create_table=True", "is the table")
@@ -145,6 +149,53 @@ async def test_sqlite_missing_table_still_suggests_create_table(tmp_path: Path) 
         with pytest.raises(BackendError) as caught:
             await backend.read("k")
     assert "create-table" in str(caught.value)
+
+
+# -- only a missing table suggests create-table --------------------------------------------------
+
+
+@pytest.fixture(params=["postgres", "mysql", "sqlite"])
+def any_sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'sessions.db'}"
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+@pytest.mark.asyncio
+async def test_a_table_without_our_columns_is_not_called_missing(any_sql_url: str) -> None:
+    """A table of that name with other columns: "undefined column" (PostgreSQL 42703 UndefinedColumnError,
+    MySQL 1054, SQLite "no such column") is no missing table, and create-table would not help."""
+    name = f"fs_other_{uuid.uuid4().hex[:8]}"
+    other = Table(name, MetaData(), Column("key", String(128), primary_key=True))
+    async with SQLAlchemyBackend(any_sql_url, table_name=name) as backend:
+        async with backend.engine.connect() as conn:
+            await conn.run_sync(other.metadata.create_all)
+        try:
+            with pytest.raises(BackendError) as caught:
+                await backend.read("k")
+        finally:
+            async with backend.engine.connect() as conn:
+                await conn.run_sync(other.metadata.drop_all)
+    assert caught.value.suggestion is None
+    assert_no_table_hint(str(caught.value))
+
+
+@pytest.mark.asyncio
+async def test_an_undefined_function_is_not_a_missing_table(any_sql_url: str) -> None:
+    """PostgreSQL's 42883 is an UndefinedFunctionError: only 42P01, MySQL 1146 and "no such table" are missing tables,
+    for the dialect's own strategy and for the one an unlisted dialect gets."""
+    async with SQLAlchemyBackend(any_sql_url) as backend:
+        async def error(sql: str) -> BaseException:
+            async with backend.engine.connect() as conn:
+                with pytest.raises(DBAPIError) as caught:
+                    await conn.execute(text(sql))
+            return original(caught.value)
+
+        no_function = await error("SELECT fs_no_such_function()")
+        no_table = await error(f"SELECT * FROM fs_absent_{uuid.uuid4().hex[:8]}")
+        for ops in (ops_for(backend.engine.dialect.name), AnyDialectOps()):
+            assert not ops.missing_table(no_function), no_function
+            assert ops.missing_table(no_table), no_table
 
 
 # -- synchronous drivers -------------------------------------------------------------------------
