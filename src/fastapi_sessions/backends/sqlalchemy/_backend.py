@@ -23,7 +23,7 @@ from ...core.errors import (
 )
 from ...core.records import SessionRecord
 from ._dialects import ops_for
-from ._engine import create_engine
+from ._engine import build_engine
 from ._errors import BOUNDARY_ERRORS, discard, driver_errors, lost_connection, original
 from ._statements import Statements
 from ._table import DEFAULT_TABLE_NAME, _datetime, _micros, ddl, session_table
@@ -76,7 +76,7 @@ class SQLAlchemyBackend(BaseSessionBackend):
             # Autocommit on our checkouts only; the application's own use of the engine is untouched.
             self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         else:
-            self.engine = self._engine = create_engine(engine, bounds=bounds, **engine_options)
+            self.engine = self._engine = build_engine(engine, bounds=bounds, **engine_options)
             self._owns_engine = True
         self._deadline: float | None = bounds.get("deadline")
         self.table = session_table(table_name, schema=schema)
@@ -106,7 +106,6 @@ class SQLAlchemyBackend(BaseSessionBackend):
 
     def _error(self, exc: BaseException, what: str) -> BackendError:
         """Map a driver or pool failure to ``BackendUnavailable`` or ``BackendError``, naming its cause."""
-        # The engine's own name, not the strategy's: a mysql:// engine may find a MariaDB server.
         dialect = self.engine.dialect.name
         where = f"{dialect} session store"
         orig = original(exc)

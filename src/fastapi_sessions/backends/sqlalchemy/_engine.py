@@ -116,7 +116,7 @@ def _bounds(parsed: URL, given: dict[str, Any], options: dict[str, Any]) -> URL:
     return parsed
 
 
-def create_engine(url: str | URL, *, bounds: dict[str, Any], **options: Any) -> AsyncEngine:
+def build_engine(url: str | URL, *, bounds: dict[str, Any], **options: Any) -> AsyncEngine:
     """The autocommit async engine for ``url``, its waits bounded by ``bounds`` (see :func:`_bounds`)."""
     parsed = _async_url(url)
     options.setdefault("isolation_level", "AUTOCOMMIT")  # one statement per operation: no BEGIN/COMMIT trips
