@@ -7,6 +7,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from fastapi_sessions import ManualClock, SessionManager, SessionMiddleware, SessionRecord
 from fastapi_sessions.backends.in_memory import InMemoryBackend
+from fastapi_sessions.core.records import deadline
 from fastapi_sessions.frontends import SessionFrontend
 from fastapi_sessions.testing import server_url
 
@@ -47,10 +49,10 @@ class ReadAndTouchBackend(InMemoryBackend):
         record = self._live(key, now)
         if record is None or now + (idle_timeout - refresh_interval) < record.expires_at:
             return record, False  # not due: the common case costs one comparison
-        target = min(record.created_at + absolute_timeout, now + idle_timeout)
+        target = deadline(record.created_at, now, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout)
         if target - record.expires_at < refresh_interval:
             return record, False
-        record = SessionRecord(key, record.payload, record.user_id, record.created_at, target, record.version)
+        record = replace(record, expires_at=target)
         self._store(record)
         return record, True
 

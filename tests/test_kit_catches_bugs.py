@@ -41,6 +41,7 @@ import pytest_asyncio
 
 from fastapi_sessions import ManualClock, SessionBackend, SessionNotFound, SessionRecord, utc_now
 from fastapi_sessions.backends.in_memory import InMemoryBackend
+from fastapi_sessions.core.records import deadline
 from fastapi_sessions.testing import BackendConformance, Capability
 
 
@@ -55,7 +56,7 @@ class Fused(Backend):
         record = self._live(key, now)
         if record is None:
             return None, False
-        target = min(record.created_at + absolute_timeout, now + idle_timeout)
+        target = deadline(record.created_at, now, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout)
         if target - record.expires_at < refresh_interval:
             return record, False
         record = replace(record, expires_at=target)
@@ -482,7 +483,7 @@ BROKEN: dict[str, tuple[str, str, set[str]]] = {
             record = self._live(key, now)
             if record is None:
                 return None, False
-            target = min(record.created_at + absolute_timeout, now + idle_timeout)
+            target = deadline(record.created_at, now, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout)
             if target - record.expires_at < refresh_interval:
                 return record, False
             await asyncio.sleep(0)  # the round trip between the read and the write

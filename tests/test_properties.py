@@ -20,8 +20,7 @@ from conftest import SECRET, app_with, client_for
 from fastapi_sessions import ManualClock, SessionManager
 from fastapi_sessions.backends.in_memory import InMemoryBackend
 from fastapi_sessions.core.tokens import TokenSigner, new_token, storage_key
-from fastapi_sessions.frontends import CookieFrontend, HeaderFrontend, SessionFrontend
-from fastapi_sessions.frontends.base import BaseFrontend
+from fastapi_sessions.frontends import BaseFrontend, CookieFrontend, HeaderFrontend, SessionFrontend
 
 MARKER = "established-secret-7f3a"
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -20,7 +20,7 @@ from fastapi_sessions import (
     SessionTooLarge,
 )
 from fastapi_sessions.backends.in_memory import InMemoryBackend
-from fastapi_sessions.core.manager import DEFAULT_MAX_SESSION_SIZE
+from fastapi_sessions.core.options import DEFAULT_MAX_SESSION_SIZE
 
 LIMIT = 200
 

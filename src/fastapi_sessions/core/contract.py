@@ -1,23 +1,34 @@
-"""The storage contract every backend honours.
+"""The contracts the manager relies on: storage (``SessionBackend``) and transport (``Frontend``).
 
 ``SessionBackend`` is a runtime-checkable ``Protocol``: a backend needs to
 import nothing from this package to satisfy it. ``BaseSessionBackend`` is an
 optional ABC that adds ``async with`` support. What the contract *means* is
 pinned down executably by the conformance kit in ``fastapi_sessions.testing``;
 ``isinstance`` only checks that the methods exist.
+
+``Frontend`` is the transport contract: how a signed token travels between
+client and server. ``BaseFrontend`` is the optional helper the built-in cookie
+and header frontends share (signing, verification, the OpenAPI scheme).
+Both are exported by ``fastapi_sessions.frontends``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
-from .records import SessionRecord
+from fastapi.security.base import SecurityBase
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.types import Scope
 
-__all__ = ["BaseSessionBackend", "SessionBackend", "SupportsReadAndTouch"]
+from .records import SessionRecord
+from .tokens import SecretKey, TokenSigner
+
+__all__ = ["BaseFrontend", "BaseSessionBackend", "Frontend", "SessionBackend", "SupportsReadAndTouch"]
 
 
 @runtime_checkable
@@ -200,3 +211,75 @@ class BaseSessionBackend(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook with a no-op default
         """Release resources; the default has none."""
+
+
+# -- transport ---------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Frontend(Protocol):
+    """The transport contract the manager and the middleware rely on."""
+
+    def sign(self, token: str) -> str:
+        """The public session id for ``token``: what the client carries."""
+        ...
+
+    def unsign(self, session_id: str) -> str | None:
+        """The token inside a public session id, or ``None`` if it is forged or malformed."""
+        ...
+
+    def extract(self, scope: Scope) -> str | None:
+        """The verified token a request carries, or ``None``."""
+        ...
+
+    def issue(self, headers: MutableHeaders, token: str, max_age: int) -> None:
+        """Add to response ``headers`` whatever hands ``token`` to the client."""
+        ...
+
+    def clear(self, headers: MutableHeaders) -> None:
+        """Add to response ``headers`` whatever tells the client to forget its token."""
+        ...
+
+    def __call__(self, request: Request) -> str | None:
+        """As a FastAPI dependency: the verified public session id, or ``None``."""
+        ...
+
+
+class BaseFrontend(SecurityBase):
+    """Signing plus FastAPI security-scheme plumbing shared by the built-in frontends.
+
+    Being a ``SecurityBase``, a frontend used as a dependency puts its scheme in
+    ``/openapi.json``. Called as a dependency it returns the public session id
+    the request carries if its signature verifies, else ``None``.
+    """
+
+    def __init__(self, secret_key: SecretKey | Sequence[SecretKey], *, salt: str) -> None:
+        self._signer = TokenSigner(secret_key, salt=salt)
+
+    def sign(self, token: str) -> str:
+        return self._signer.sign(token)
+
+    def unsign(self, session_id: str) -> str | None:
+        return self._signer.unsign(session_id)
+
+    def extract(self, scope: Scope) -> str | None:
+        """The first value the request carries that verifies, as its token."""
+        for value in self.candidates(scope):
+            token = self._signer.unsign(value)
+            if token is not None:
+                return token
+        return None
+
+    def find(self, scope: Scope) -> str | None:
+        """The first raw (still signed) value the request carries, if any."""
+        return next(iter(self.candidates(scope)), None)
+
+    def candidates(self, scope: Scope) -> Iterator[str]:
+        """Every raw value the request carries, in order (a browser may send two cookies of one name)."""
+        raise NotImplementedError
+
+    def __call__(self, request: Request) -> str | None:
+        for value in self.candidates(request.scope):
+            if self._signer.unsign(value) is not None:
+                return value
+        return None

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-__all__ = ["SessionInfo", "SessionRecord"]
+__all__ = ["SessionInfo", "SessionRecord", "deadline"]
+
+
+def deadline(created_at: datetime, now: datetime, *, idle_timeout: timedelta, absolute_timeout: timedelta) -> datetime:
+    """The ``expires_at`` a session used at ``now`` gets: the earlier of its two deadlines.
+
+    The absolute one counts from ``created_at`` and never moves; the idle one
+    counts from ``now``. The manager, the reference backends and the contract's
+    ``read_and_touch`` all mean this formula (the Redis Lua scripts restate it).
+    """
+    return min(created_at + absolute_timeout, now + idle_timeout)
 
 
 @dataclass(frozen=True, slots=True)
