@@ -105,13 +105,13 @@ class SessionManager(SaveMachinery):
         self.regenerate_grace = grace
         if conflict_policy not in ("last_writer_wins", "raise"):
             raise ConfigurationError("conflict_policy must be 'last_writer_wins' or 'raise'")
-        self.conflict_policy: ConflictPolicy = conflict_policy
+        self.conflict_policy = conflict_policy
         if max_save_attempts < 1:
             raise ConfigurationError("max_save_attempts must be at least 1")
         self.max_save_attempts = max_save_attempts
         #: Bytes of serialized data a session may hold (``None``: no cap); a save over it stores nothing.
         self.max_session_size = check_size(max_session_size)
-        self.serializer: Serializer = serializer or JSONSerializer()
+        self.serializer = serializer or JSONSerializer()
         # Store outages are logged once when they start and once when they end, not per request.
         self._outage = OutageLog()
         check_clock(clock)
