@@ -19,8 +19,8 @@ from fastapi import FastAPI, Request
 from redis.asyncio import Redis
 
 from fastapi_sessions import SessionManager, SessionMiddleware
-from fastapi_sessions.backends._redis_scripts import READ_AND_TOUCH
 from fastapi_sessions.backends.redis import RedisBackend
+from fastapi_sessions.backends.redis._scripts import READ_AND_TOUCH
 from fastapi_sessions.frontends import SessionFrontend
 from test_redis_outage import SECRET, RedisProcess
 
