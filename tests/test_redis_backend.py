@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -128,6 +128,30 @@ async def test_a_store_error_that_is_not_an_outage_is_backend_error(backend: Red
     with pytest.raises(BackendError) as caught:
         await backend.list_by_user("alice")  # WRONGTYPE
     assert not isinstance(caught.value, BackendUnavailable)
+    assert (caught.value.backend, caught.value.operation) == ("redis", "list_by_user")
+
+
+@pytest.mark.asyncio
+async def test_an_outage_error_names_the_backend_and_the_storage_call() -> None:
+    r = record("alice")
+    async with RedisBackend.from_url("redis://127.0.0.1:1/0") as backend:
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
+            "create": lambda: backend.create(r),
+            "read": lambda: backend.read(r.key),
+            "read_and_touch": lambda: backend.read_and_touch(
+                r.key, now=r.created_at, idle_timeout=timedelta(hours=1), absolute_timeout=timedelta(hours=8),
+                refresh_interval=timedelta(minutes=1)),
+            "update": lambda: backend.update(r, 1),
+            "touch": lambda: backend.touch(r.key, r.expires_at),
+            "delete": lambda: backend.delete(r.key),
+            "list_by_user": lambda: backend.list_by_user("alice"),
+            "delete_by_user": lambda: backend.delete_by_user("alice"),
+            "purge_expired": lambda: backend.purge_expired(),
+        }
+        for operation, call in calls.items():
+            with pytest.raises(BackendUnavailable) as caught:
+                await call()
+            assert (caught.value.backend, caught.value.operation) == ("redis", operation)
 
 
 # -- the key layout ----------------------------------------------------------------------------

@@ -140,3 +140,15 @@ async def test_purge_reads_expiry_and_user_from_the_header(backend: RedisBackend
     later = NOW + 2 * HOUR  # the short one is expired by its header, though Redis still holds it
     assert await backend.purge_expired(now=later) == 1
     assert await backend.client.zrange(index, 0, -1, withscores=True) == [(long.encode(), 1935832089123456.0)]
+
+
+def test_the_documented_header_table_is_the_one_the_code_uses() -> None:
+    from pathlib import Path
+
+    from fastapi_sessions.backends.redis._layout import HEADER, HEADER_SIZE
+
+    docs = (Path(__file__).parents[1] / "docs" / "backends" / "redis.md").read_text()
+    assert f"a {HEADER_SIZE}-byte ASCII header" in docs
+    for field in HEADER:  # the docs write a range as "16\u201331", with an en dash
+        where = str(field.offset) if field.width == 1 else f"{field.offset}\u2013{field.end - 1}"
+        assert f"\n| {where} | " in docs, field
