@@ -260,9 +260,9 @@ class RedisBackend(RedisCalls, BaseSessionBackend):
         expires, now_us = as_us(record.expires_at), as_us(now or self._clock())
         session = self._session_prefix + record.key
         value = encode(record, expected_version + 1, expires)
+        control = cas_control(expected_version, now_us, expires, False)
         try:
-            result = await self._eval(scripts.UPDATE, session, cas_control(expected_version, now_us, expires, False),
-                                      value)
+            result = await self._eval(scripts.UPDATE, session, control, value)
             if result == -3:  # to another user, or past its index's expiry: index first, then the same CAS, index ready
                 assert record.user_id is not None
                 await self._index_add(record.user_id, record.key, expires, now_us)
