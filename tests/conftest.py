@@ -16,8 +16,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from fastapi_sessions import ManualClock, SessionManager, SessionMiddleware, SessionRecord
+from fastapi_sessions._core.records import deadline
 from fastapi_sessions.backends.in_memory import InMemoryBackend
-from fastapi_sessions.core.records import deadline
 from fastapi_sessions.frontends import SessionFrontend
 from fastapi_sessions.testing import server_url
 
@@ -83,7 +83,7 @@ def manager(make_manager: Callable[..., SessionManager]) -> SessionManager:
 
 def stored_sessions(backend: InMemoryBackend) -> dict[str, SessionRecord]:
     """The in-memory backend's session records, without the markers that retired tokens leave behind."""
-    from fastapi_sessions.core.markers import read_marker
+    from fastapi_sessions._core.markers import read_marker
 
     return {key: r for key, r in backend._records.items() if read_marker(r.payload) is None}
 

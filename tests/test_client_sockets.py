@@ -22,8 +22,8 @@ import pytest
 
 from conftest import connections_to, silent_server
 from fastapi_sessions import SessionBackend, SessionRecord
-from fastapi_sessions.core.errors import BackendUnavailable
-from fastapi_sessions.core.tokens import new_token, storage_key
+from fastapi_sessions._core.tokens import new_token, storage_key
+from fastapi_sessions.errors import BackendUnavailable
 
 pytestmark = pytest.mark.skipif(not __import__("os").path.exists("/proc/self/fd"), reason="counts sockets in /proc")
 

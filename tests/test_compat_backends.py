@@ -13,11 +13,11 @@ from pydantic import BaseModel
 
 from fastapi_sessions import BackendError as NewBackendError
 from fastapi_sessions import BackendUnavailable, ConfigurationError, ManualClock, SessionRecord
+from fastapi_sessions._core.tokens import storage_key
 from fastapi_sessions.backends.implementations import BridgeBackend, InMemoryBackend
 from fastapi_sessions.backends.implementations.bridge import StoreError, StoreUnavailable
 from fastapi_sessions.backends.in_memory import InMemoryBackend as Store
 from fastapi_sessions.backends.session_backend import BackendError
-from fastapi_sessions.core.tokens import storage_key
 
 pytestmark = pytest.mark.asyncio
 

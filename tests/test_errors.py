@@ -23,14 +23,14 @@ from fastapi_sessions import (
     SessionExists,
     SessionNotFound,
     UnknownBackend,
+    errors,
 )
+from fastapi_sessions._core.clock import utc_now
+from fastapi_sessions._core.records import SessionRecord
+from fastapi_sessions._core.serializers import JSONSerializer
+from fastapi_sessions._core.tokens import new_token, storage_key
 from fastapi_sessions.backends import from_url
 from fastapi_sessions.backends.in_memory import InMemoryBackend
-from fastapi_sessions.core import errors
-from fastapi_sessions.core.clock import utc_now
-from fastapi_sessions.core.records import SessionRecord
-from fastapi_sessions.core.serializers import JSONSerializer
-from fastapi_sessions.core.tokens import new_token, storage_key
 
 pytestmark = pytest.mark.asyncio
 

@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from fastapi_sessions import SessionManager, SessionMiddleware
-from fastapi_sessions.core.contract import SessionBackend
+from fastapi_sessions._core.contract import SessionBackend
 from fastapi_sessions.frontends import SessionFrontend
 from faultproxy import FaultProxy
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from conftest import SECRET, app_with, client_for
 from fastapi_sessions import ConfigurationError, ManualClock, Session, SessionManager
-from fastapi_sessions.core.tokens import TokenSigner, new_token, storage_key
+from fastapi_sessions._core.tokens import TokenSigner, new_token, storage_key
 from fastapi_sessions.frontends import CookieFrontend, HeaderFrontend, SessionFrontend
 
 OLD_KEY = "old-key-0123456789abcdef0123456789"

@@ -41,7 +41,7 @@ import pytest_asyncio
 
 from fastapi_sessions import ManualClock, SessionBackend, SessionNotFound, SessionRecord, utc_now
 from fastapi_sessions.backends.in_memory import InMemoryBackend
-from fastapi_sessions.core.records import deadline
+from fastapi_sessions._core.records import deadline
 from fastapi_sessions.testing import BackendConformance, Capability
 
 

@@ -1,7 +1,7 @@
 """The package's layering, read from the source with ``ast`` (nothing is imported).
 
-``core`` is the bottom layer: frontends, backends and the conformance kit build
-on it, so it may not import them when it is loaded (a lazy import inside a
+``_core`` (with ``errors``, which imports nothing) is the bottom layer: frontends,
+backends and the conformance kit build on it, so it may not import them when it is loaded (a lazy import inside a
 function, to build a default frontend, is fine). And no two modules import each
 other, directly or around a loop: the import graph is a DAG.
 """
@@ -87,12 +87,12 @@ def graph(*, typing_only: bool) -> dict[str, set[str]]:
 
 
 def test_the_layout_is_where_this_test_looks() -> None:
-    assert f"{PACKAGE}.core.manager" in MODULES
+    assert f"{PACKAGE}._core.manager" in MODULES
     assert f"{PACKAGE}.frontends.cookie" in MODULES
-    assert f"{PACKAGE}.core.manager" in graph(typing_only=False)[f"{PACKAGE}.core.middleware"]
+    assert f"{PACKAGE}._core.manager" in graph(typing_only=False)[f"{PACKAGE}._core.middleware"]
 
 
-@pytest.mark.parametrize("module", sorted(name for name in MODULES if name.startswith(f"{PACKAGE}.core")))
+@pytest.mark.parametrize("module", sorted(name for name in MODULES if name.startswith(f"{PACKAGE}._core")))
 def test_core_imports_no_frontend_backend_or_kit_when_loaded(module: str) -> None:
     upward = sorted(target for target in graph(typing_only=True)[module]
                     if target.split(".")[1] in UPWARD)
@@ -126,7 +126,7 @@ def test_the_import_graph_has_no_cycle() -> None:
 
 
 def test_the_subpackages_import_each_other_without_a_cycle() -> None:
-    """Coarser than modules: core, frontends, backends, testing and the 0.3.2 verifier as layers."""
+    """Coarser than modules: _core, frontends, backends, testing and the 0.3.2 verifier as layers."""
     layers: dict[str, set[str]] = {}
     for module, targets in graph(typing_only=False).items():
         if module == PACKAGE:
@@ -136,3 +136,13 @@ def test_the_subpackages_import_each_other_without_a_cycle() -> None:
             target.split(".")[1] for target in targets if target != PACKAGE and target.split(".")[1] != layer)
     loop = find_cycle(layers)
     assert loop is None, "the layers import each other in a loop: " + " -> ".join(loop or ())
+
+
+def test_the_errors_module_is_a_leaf() -> None:
+    assert not graph(typing_only=True)[f"{PACKAGE}.errors"], "errors.py must import nothing from the package"
+
+
+def test_nothing_inside_imports_the_top_level() -> None:
+    """The top level is the public surface over every layer; a module importing it would loop through it."""
+    importers = sorted(name for name, targets in graph(typing_only=True).items() if PACKAGE in targets)
+    assert not importers, f"{importers} import {PACKAGE} itself; import the module that defines the name"

@@ -22,16 +22,16 @@ from pymongo.errors import NetworkTimeout, OperationFailure, ServerSelectionTime
 
 from conftest import silent_server
 from fastapi_sessions import SessionRecord
+from fastapi_sessions._core.tokens import new_token, storage_key
 from fastapi_sessions.backends import from_url
 from fastapi_sessions.backends.mongodb import DEFAULT_COLLECTION, DEFAULT_DATABASE, MongoBackend
-from fastapi_sessions.core.errors import (
+from fastapi_sessions.errors import (
     BackendError,
     BackendUnavailable,
     ConfigurationError,
     SessionExists,
     SessionNotFound,
 )
-from fastapi_sessions.core.tokens import new_token, storage_key
 
 Raw = dict[str, Any]
 

@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 
 from conftest import SECRET, app_with
 from fastapi_sessions import BackendUnavailable, SessionManager
+from fastapi_sessions._core.outage import OutageLog
 from fastapi_sessions.backends.in_memory import InMemoryBackend
-from fastapi_sessions.core.outage import OutageLog
 from fastapi_sessions.frontends import SessionFrontend
 
 CAUSE = "connection refused by redis://app:hunter2@cache:6379/0"

@@ -13,9 +13,9 @@ from fastapi import Request
 
 from conftest import SECRET, app_with, client_for
 from fastapi_sessions import ConfigurationError, ManualClock, SessionManager, SessionRecord, utc_now
+from fastapi_sessions._core.registry import ENTRY_POINT_GROUP
+from fastapi_sessions._core.tokens import new_token, storage_key
 from fastapi_sessions.backends import available_backends, from_url
-from fastapi_sessions.core.registry import ENTRY_POINT_GROUP
-from fastapi_sessions.core.tokens import new_token, storage_key
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from conftest import SECRET, app_with, client_for
 from fastapi_sessions import ManualClock, SessionManager
+from fastapi_sessions._core.tokens import TokenSigner, new_token, storage_key
 from fastapi_sessions.backends.in_memory import InMemoryBackend
-from fastapi_sessions.core.tokens import TokenSigner, new_token, storage_key
 from fastapi_sessions.frontends import BaseFrontend, CookieFrontend, HeaderFrontend, SessionFrontend
 
 MARKER = "established-secret-7f3a"

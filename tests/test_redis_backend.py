@@ -14,10 +14,10 @@ from redis.asyncio.connection import SSLConnection
 from redis.crc import key_slot
 
 from fastapi_sessions import SessionManager, SessionRecord
+from fastapi_sessions._core.tokens import new_token, storage_key
 from fastapi_sessions.backends import from_url as registry_from_url
 from fastapi_sessions.backends.redis import DEFAULT_PREFIX, INDEX_BUCKETS, RedisBackend
-from fastapi_sessions.core.errors import BackendError, BackendUnavailable, ConfigurationError
-from fastapi_sessions.core.tokens import new_token, storage_key
+from fastapi_sessions.errors import BackendError, BackendUnavailable, ConfigurationError
 
 
 def record(user: str | None = None, ttl: float = 3600, payload: bytes = b"{}") -> SessionRecord:

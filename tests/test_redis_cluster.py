@@ -14,8 +14,8 @@ from fastapi import FastAPI, Request
 from redis.asyncio import RedisCluster
 
 from fastapi_sessions import SessionManager, SessionMiddleware, SessionRecord
+from fastapi_sessions._core.tokens import new_token, storage_key
 from fastapi_sessions.backends.redis import RedisBackend
-from fastapi_sessions.core.tokens import new_token, storage_key
 from fastapi_sessions.frontends import SessionFrontend
 
 

@@ -24,6 +24,7 @@ from fastapi_sessions import (
     UnknownBackend,
 )
 from fastapi_sessions import backends as backends_package
+from fastapi_sessions._core import registry
 from fastapi_sessions.backends import (
     BackendInfo,
     available_backends,
@@ -33,7 +34,6 @@ from fastapi_sessions.backends import (
     unregister_backend,
 )
 from fastapi_sessions.backends.in_memory import InMemoryBackend
-from fastapi_sessions.core import registry
 from fastapi_sessions.frontends import SessionFrontend
 
 PASSWORD = "hunter2"

@@ -9,8 +9,8 @@ import pytest
 
 from conftest import SECRET
 from fastapi_sessions import ManualClock, SessionConflict, SessionManager, SessionRecord
+from fastapi_sessions._core.tokens import storage_key
 from fastapi_sessions.backends.in_memory import InMemoryBackend
-from fastapi_sessions.core.tokens import storage_key
 from fastapi_sessions.frontends import SessionFrontend
 
 

@@ -26,9 +26,9 @@ from fastapi_sessions import (
     SessionRecord,
     SupportsReadAndTouch,
 )
+from fastapi_sessions._core.markers import read_marker
+from fastapi_sessions._core.tokens import storage_key
 from fastapi_sessions.backends.in_memory import InMemoryBackend
-from fastapi_sessions.core.markers import read_marker
-from fastapi_sessions.core.tokens import storage_key
 from fastapi_sessions.frontends import HeaderFrontend, SessionFrontend
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastapi_sessions import JSONSerializer, SerializationError
-from fastapi_sessions.core.serializers import MAX_DEPTH
+from fastapi_sessions._core.serializers import MAX_DEPTH
 
 ENGINES = {"orjson": JSONSerializer(use_orjson=True), "stdlib": JSONSerializer(use_orjson=False)}
 

@@ -15,9 +15,9 @@ from pydantic import SecretStr, ValidationError
 
 from conftest import SECRET, app_with, client_for
 from fastapi_sessions import ConfigurationError, SessionManager, SessionSettings
+from fastapi_sessions._core import settings as settings_module
 from fastapi_sessions.backends import register_backend, unregister_backend
 from fastapi_sessions.backends.in_memory import InMemoryBackend
-from fastapi_sessions.core import settings as settings_module
 from fastapi_sessions.frontends import SessionFrontend
 
 PASSWORD = "hunter2"

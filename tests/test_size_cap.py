@@ -19,8 +19,8 @@ from fastapi_sessions import (
     SessionSettings,
     SessionTooLarge,
 )
+from fastapi_sessions._core.options import DEFAULT_MAX_SESSION_SIZE
 from fastapi_sessions.backends.in_memory import InMemoryBackend
-from fastapi_sessions.core.options import DEFAULT_MAX_SESSION_SIZE
 
 LIMIT = 200
 
@@ -76,7 +76,7 @@ def test_the_default_cap_is_64_kib_and_documented_in_the_error_tree() -> None:
     assert DEFAULT_MAX_SESSION_SIZE == 64 * 1024
     assert SessionSettings().max_session_size == 64 * 1024
     assert issubclass(SessionTooLarge, SessionError)
-    from fastapi_sessions.core import errors
+    from fastapi_sessions import errors
 
     assert "SessionTooLarge" in (errors.__doc__ or "")
 

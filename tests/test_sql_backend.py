@@ -38,6 +38,7 @@ from fastapi_sessions import (
     SessionRecord,
     utc_now,
 )
+from fastapi_sessions._core.tokens import new_token, storage_key
 from fastapi_sessions.backends import from_url as registry_from_url
 from fastapi_sessions.backends.sqlalchemy import (
     SQLAlchemyBackend,
@@ -46,7 +47,6 @@ from fastapi_sessions.backends.sqlalchemy import (
     session_table,
 )
 from fastapi_sessions.backends.sqlalchemy._table import _micros
-from fastapi_sessions.core.tokens import new_token, storage_key
 from fastapi_sessions.frontends import SessionFrontend
 from faultproxy import FaultProxy
 

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from conftest import app_with, client_for
 from fastapi_sessions import SessionManager
-from fastapi_sessions.core.dependencies import session_of
+from fastapi_sessions._core.dependencies import session_of
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 
@@ -33,7 +33,7 @@ from fastapi import Depends, FastAPI, Request
 
 from fastapi_sessions import Session, SessionManager, SessionMiddleware
 from fastapi_sessions.backends.in_memory import InMemoryBackend
-from fastapi_sessions.core.dependencies import session_of
+from fastapi_sessions._core.dependencies import session_of
 from fastapi_sessions.frontends import CookieFrontend
 
 manager = SessionManager(InMemoryBackend(), CookieFrontend("a-secret-key-for-type-checking-only"))
@@ -130,3 +130,52 @@ def test_mypy_strict_accepts_the_typed_accessors_and_sees_what_they_fix(tmp_path
         'request.session.user_id = "alice"',
     ], result.stdout
     assert not [line for line in errors if not line.startswith(("good.py", "bad.py"))], result.stdout
+
+
+README = SRC.parent / "README.md"
+#: A ```python block, with the HTML comment before it that says how to check it, if any.
+SNIPPET = re.compile(r"(?:<!-- snippet: (?P<mark>[^>]*?) -->\n)?```python\n(?P<code>.*?)```", re.S)
+#: What the kit snippet imports as the author's own backend.
+MY_BACKEND = """\
+from fastapi_sessions import InMemoryBackend
+
+
+class MyBackend(InMemoryBackend):
+    def __init__(self, url: str) -> None:
+        super().__init__()
+"""
+
+
+def readme_modules() -> list[str]:
+    """The README's Python snippets as modules: one each, or joined to the one before when marked so."""
+    modules: list[str] = []
+    for match in SNIPPET.finditer(README.read_text()):
+        mark, code = match["mark"], match["code"]
+        if mark is None:
+            modules.append(code)
+        elif mark == "continues the one above":
+            modules[-1] += "\n\n" + code
+        else:
+            assert mark.startswith("not checked ("), f"unknown snippet mark {mark!r}: say why it is not checked"
+    return modules
+
+
+def test_the_quick_start_snippet_is_the_example_app() -> None:
+    example = (SRC.parent / "examples" / "quickstart.py").read_text()
+    assert example.endswith(readme_modules()[0]), "README's quick start and examples/quickstart.py differ"
+
+
+def test_mypy_strict_accepts_the_readme_snippets(tmp_path: Path) -> None:
+    pytest.importorskip("mypy")
+    modules = readme_modules()
+    assert len(modules) >= 4, "the README's snippets were found"
+    names = []
+    for n, code in enumerate(modules):
+        (tmp_path / f"readme_{n}.py").write_text(code)
+        names.append(f"readme_{n}.py")
+    (tmp_path / "my_backend.py").write_text(MY_BACKEND)
+    (tmp_path / "mypy.ini").write_text(f"[mypy]\nstrict = True\ncache_dir = {tmp_path / 'cache'}\n")
+    env = {**os.environ, "MYPYPATH": str(SRC)}
+    result = subprocess.run([sys.executable, "-m", "mypy", "--config-file", "mypy.ini", *names],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,14 +1,34 @@
 """Async server-side sessions for FastAPI and Starlette.
 
-The public API is what ``__all__`` lists; everything else may move.
+Everything an application needs is importable from here, grouped below. A
+backend that needs a driver is chosen by URL (``from_url("redis://...")``,
+``SessionManager.from_url``) or imported from its own module
+(``fastapi_sessions.backends.redis``, ``.sqlalchemy``, ``.mongodb``); the
+conformance kit for backend authors is ``fastapi_sessions.testing``. Modules
+whose names start with an underscore are the implementation: they may change
+in any release.
 """
 
 from __future__ import annotations
 
-from .core.clock import Clock, ManualClock, utc_now
-from .core.contract import BaseSessionBackend, SessionBackend, SupportsReadAndTouch
-from .core.errors import (
+from typing import TYPE_CHECKING, Any
+
+from ._core.clock import Clock, ManualClock, utc_now
+from ._core.commit import Commit, CommitOutcome
+from ._core.contract import BaseFrontend, BaseSessionBackend, Frontend, SessionBackend, SupportsReadAndTouch
+from ._core.dependencies import session_of
+from ._core.manager import SessionManager
+from ._core.merge import ConflictPolicy
+from ._core.middleware import SessionMiddleware
+from ._core.records import SessionInfo, SessionRecord
+from ._core.registry import available_backends, from_url
+from ._core.serializers import JSONSerializer, Serializer
+from ._core.session import Session
+from ._core.settings import SessionSettings
+from .errors import (
+    AmbiguousBackend,
     BackendError,
+    BackendNotInstalled,
     BackendUnavailable,
     ConfigurationError,
     SerializationError,
@@ -17,46 +37,68 @@ from .core.errors import (
     SessionExists,
     SessionNotFound,
     SessionTooLarge,
+    UnknownBackend,
 )
-from .core.manager import Commit, CommitOutcome, ConflictPolicy, SessionManager
-from .core.middleware import SessionMiddleware
-from .core.records import SessionInfo, SessionRecord
-from .core.registry import AmbiguousBackend, BackendNotInstalled, UnknownBackend
-from .core.serializers import JSONSerializer, Serializer
-from .core.session import Session
-from .core.settings import SessionSettings
+from .frontends import CookieFrontend, HeaderFrontend
+
+if TYPE_CHECKING:
+    from .backends.in_memory import InMemoryBackend
 
 __version__ = "1.0.0.dev0"
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - grouped by topic, as a reader looks for them
+    # Sessions: the manager, the middleware and the session a request sees
+    "Commit",
+    "CommitOutcome",
+    "ConflictPolicy",
+    "Session",
+    "SessionManager",
+    "SessionMiddleware",
+    "session_of",
+    # Frontends: how the signed token travels (fastapi_sessions.frontends)
+    "BaseFrontend",
+    "CookieFrontend",
+    "Frontend",
+    "HeaderFrontend",
+    # Storage: backends by URL, the driver-free in-memory one, the contract (fastapi_sessions.backends)
+    "BaseSessionBackend",
+    "InMemoryBackend",
+    "SessionBackend",
+    "SessionInfo",
+    "SessionRecord",
+    "SupportsReadAndTouch",
+    "available_backends",
+    "from_url",
+    # Configuration and data
+    "JSONSerializer",
+    "Serializer",
+    "SessionSettings",
+    # Time: the clock every deadline is judged by
+    "Clock",
+    "ManualClock",
+    "utc_now",
+    # Errors: one tree, documented in fastapi_sessions.errors
     "AmbiguousBackend",
     "BackendError",
     "BackendNotInstalled",
     "BackendUnavailable",
-    "BaseSessionBackend",
-    "Clock",
-    "Commit",
-    "CommitOutcome",
     "ConfigurationError",
-    "ConflictPolicy",
-    "JSONSerializer",
-    "ManualClock",
     "SerializationError",
-    "Serializer",
-    "Session",
-    "SessionBackend",
     "SessionConflict",
     "SessionError",
     "SessionExists",
-    "SessionInfo",
-    "SessionManager",
-    "SessionMiddleware",
     "SessionNotFound",
-    "SessionRecord",
-    "SessionSettings",
     "SessionTooLarge",
-    "SupportsReadAndTouch",
     "UnknownBackend",
     "__version__",
-    "utc_now",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: the in-memory backend is a backend like the others, imported when first named
+    # (``from_url("redis://...")`` loads no backend module it does not need).
+    if name == "InMemoryBackend":
+        from .backends.in_memory import InMemoryBackend
+
+        return InMemoryBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,8 +6,8 @@ from ._compat.backend import LegacySessionBackend as SessionBackend  # noqa: F40
 from ._compat.backend import SessionModel as SessionModel
 from ._compat.frontend import ID as ID
 from ._compat.verifier import SessionVerifier as SessionVerifier
-from .core.errors import FrontendError as FrontendError
-from .core.errors import LegacyBackendError as BackendError  # noqa: F401
+from .errors import FrontendError as FrontendError
+from .errors import LegacyBackendError as BackendError  # noqa: F401
 
 # The names besides SessionVerifier: 0.3.2's module imported them, so code may import them from here.
 __all__ = ["SessionVerifier"]

@@ -22,7 +22,7 @@ The implementation lives here; each 0.3.2 import path (under
     session_verifier                    SessionVerifier                 .verifier
 
 Their exceptions (0.3.2's ``BackendError`` and ``FrontendError``, the bridge's
-``StoreError`` and ``StoreUnavailable``) are in :mod:`fastapi_sessions.core.errors`
+``StoreError`` and ``StoreUnavailable``) are in :mod:`fastapi_sessions.errors`
 with all the others.
 
 Classes whose 0.3.2 names are also names of the new API carry a ``Legacy``
@@ -30,7 +30,7 @@ prefix here (``LegacySessionBackend``, ``LegacySessionFrontend``,
 ``LegacyInMemoryBackend``, ``LegacyBackendError``), so that inside the package
 one name means one thing. Users never see the prefix: the old paths re-export
 them under their 0.3.2 names, and every class here shows its 0.3.2 module and
-name in reprs, tracebacks and pickles (``core.errors.public_path``).
+name in reprs, tracebacks and pickles (``errors.public_path``).
 
 Caveat: the frontend registry that lets a verifier find its cookie
 (:func:`.frontend.register_frontend`, the fix for 0.3.2 issue #18) is

@@ -6,7 +6,7 @@ still subclass and run. ``LegacySessionBackend`` is re-exported as
 ``fastapi_sessions.backends.SessionBackend`` (and ``.session_backend.SessionBackend``);
 it is unrelated to the new storage contract ``fastapi_sessions.SessionBackend``
 (records of bytes), on top of which :class:`~.bridge.BridgeBackend` implements it.
-Its error, 0.3.2's ``BackendError``, is ``core.errors.LegacyBackendError``.
+Its error, 0.3.2's ``BackendError``, is ``errors.LegacyBackendError``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
-from ..core.errors import public_path
+from ..errors import public_path
 from .frontend import ID
 
 __all__ = ["LegacySessionBackend", "SessionModel"]

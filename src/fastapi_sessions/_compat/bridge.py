@@ -6,7 +6,7 @@ A 0.3.2 application keeps its cookie, verifier and routes and changes one line::
     # becomes
     backend = BridgeBackend[UUID, SessionData]("redis://localhost:6379/0", ttl=timedelta(days=14))
 
-How 0.3.2 calls map onto the storage contract (:mod:`fastapi_sessions.core.contract`):
+How 0.3.2 calls map onto the storage contract (:mod:`fastapi_sessions._core.contract`):
 
 - the record key is the SHA-256 of a prefixed ``session_id`` (``uuid.hex`` for a
   UUID), so the store never holds an id a client could present, and bridge
@@ -24,7 +24,7 @@ How 0.3.2 calls map onto the storage contract (:mod:`fastapi_sessions.core.contr
   on every call (or by the ``now=`` a caller passes), never by the store's own.
 
 Store failures are raised as ``StoreError`` / ``StoreUnavailable`` (defined
-with the other exceptions in :mod:`fastapi_sessions.core.errors`), which are
+with the other exceptions in :mod:`fastapi_sessions.errors`), which are
 both the 0.3.2 ``BackendError`` and the new ``BackendError`` /
 ``BackendUnavailable``, so handlers of either kind catch them; they carry the
 store's ``backend``, ``operation`` and ``suggestion``.
@@ -42,9 +42,13 @@ from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
 
-from ..core.clock import Clock, utc_now
-from ..core.contract import SessionBackend as Store
-from ..core.errors import (
+from .._core.clock import Clock, utc_now
+from .._core.contract import SessionBackend as Store
+from .._core.records import SessionRecord
+from .._core.registry import from_url as store_from_url
+from .._core.serializers import JSONSerializer, Serializer
+from .._core.tokens import storage_key
+from ..errors import (
     BackendError,
     BackendUnavailable,
     ConfigurationError,
@@ -57,10 +61,6 @@ from ..core.errors import (
     StoreUnavailable,
     public_path,
 )
-from ..core.records import SessionRecord
-from ..core.registry import from_url as store_from_url
-from ..core.serializers import JSONSerializer, Serializer
-from ..core.tokens import storage_key
 from .backend import LegacySessionBackend, SessionModel
 from .frontend import ID
 

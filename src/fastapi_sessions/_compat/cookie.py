@@ -29,7 +29,7 @@ from pydantic import BaseModel, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..core.errors import FrontendError, public_path
+from ..errors import FrontendError, public_path
 from .frontend import LegacySessionFrontend, register_frontend
 
 __all__ = ["CookieParameters", "SameSiteEnum", "SessionCookie"]

@@ -23,7 +23,7 @@ from typing import Any, Generic, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..core.errors import FrontendError, public_path
+from ..errors import FrontendError, public_path
 
 __all__ = ["ID", "LegacySessionFrontend", "find_frontend", "register_frontend"]
 

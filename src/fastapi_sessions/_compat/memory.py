@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Generic
 
-from ..core.errors import LegacyBackendError, public_path
+from ..errors import LegacyBackendError, public_path
 from .backend import LegacySessionBackend, SessionModel
 from .frontend import ID
 

@@ -29,7 +29,7 @@ from typing import Any, Generic
 from fastapi import Depends, HTTPException
 from starlette.requests import Request
 
-from ..core.errors import BackendUnavailable, FrontendError, LegacyBackendError, public_path
+from ..errors import BackendUnavailable, FrontendError, LegacyBackendError, public_path
 from .backend import LegacySessionBackend, SessionModel
 from .frontend import ID, find_frontend
 

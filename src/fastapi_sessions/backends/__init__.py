@@ -2,8 +2,8 @@
 
 ``from_url("redis://localhost/0")`` builds the backend registered for the
 URL's scheme family through the ``fastapi_sessions.backends`` entry points;
-see :mod:`fastapi_sessions.core.registry`. Each backend lives in its own
-module and imports its own driver; this package imports none of them, so one
+see :mod:`fastapi_sessions._core.registry`. Each backend lives in its own
+module or package and imports its own driver; this package imports none of them, so one
 missing driver never affects another backend.
 
 ``SessionBackend`` here is the 0.3.2 abstract base (``SessionBackend[ID,
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..core.registry import (
+from .._core.registry import (
     AmbiguousBackend,
     BackendInfo,
     BackendNotInstalled,

@@ -10,10 +10,10 @@ import heapq
 import struct
 from datetime import UTC, datetime, timedelta
 
-from ..core.clock import Clock, utc_now
-from ..core.contract import BaseSessionBackend
-from ..core.errors import ConfigurationError, SessionConflict, SessionExists, SessionNotFound
-from ..core.records import SessionRecord
+from .._core.clock import Clock, utc_now
+from .._core.contract import BaseSessionBackend
+from .._core.records import SessionRecord
+from ..errors import ConfigurationError, SessionConflict, SessionExists, SessionNotFound
 
 __all__ = ["InMemoryBackend", "from_url"]
 

@@ -44,9 +44,11 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
-from ..core.clock import Clock, utc_now
-from ..core.contract import BaseSessionBackend
-from ..core.errors import (
+from .._core.clock import Clock, utc_now
+from .._core.contract import BaseSessionBackend
+from .._core.records import SessionRecord
+from .._core.registry import mask_url
+from ..errors import (
     BackendError,
     BackendUnavailable,
     ConfigurationError,
@@ -54,8 +56,6 @@ from ..core.errors import (
     SessionExists,
     SessionNotFound,
 )
-from ..core.records import SessionRecord
-from ..core.registry import mask_url
 
 __all__ = ["DEFAULT_CLIENT_OPTIONS", "DEFAULT_COLLECTION", "DEFAULT_DATABASE", "MongoBackend", "from_url"]
 

@@ -9,6 +9,6 @@ from __future__ import annotations
 from .._compat.backend import LegacySessionBackend as SessionBackend
 from .._compat.backend import SessionModel
 from .._compat.frontend import ID as ID  # 0.3.2's module imported it, so it was importable from here too
-from ..core.errors import LegacyBackendError as BackendError
+from ..errors import LegacyBackendError as BackendError
 
 __all__ = ["BackendError", "SessionBackend", "SessionModel"]

@@ -1,7 +1,7 @@
-"""Helpers the built-in frontends share; the transport contract itself lives in core.
+"""Helpers the built-in frontends share; the transport contract itself lives in _core/contract.py.
 
 ``Frontend`` and ``BaseFrontend`` are defined beside ``SessionBackend`` (the
-core must not import frontends) and re-exported here and from
+_core must not import frontends) and re-exported here and from
 ``fastapi_sessions.frontends``.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.types import Scope
 
-from ..core.contract import BaseFrontend, Frontend
+from .._core.contract import BaseFrontend, Frontend
 
 __all__ = ["BaseFrontend", "Frontend"]
 

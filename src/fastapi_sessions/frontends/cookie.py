@@ -9,8 +9,8 @@ from fastapi.openapi.models import APIKey, APIKeyIn
 from starlette.datastructures import MutableHeaders
 from starlette.types import Scope
 
-from ..core.errors import ConfigurationError
-from ..core.tokens import SecretKey
+from .._core.tokens import SecretKey
+from ..errors import ConfigurationError
 from .base import BaseFrontend
 
 __all__ = ["CookieFrontend", "SessionFrontend"]

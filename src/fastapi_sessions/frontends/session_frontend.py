@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from .._compat.frontend import ID, find_frontend, register_frontend
 from .._compat.frontend import LegacySessionFrontend as SessionFrontend
-from ..core.errors import FrontendError
+from ..errors import FrontendError
 
 __all__ = ["ID", "FrontendError", "SessionFrontend", "find_frontend", "register_frontend"]

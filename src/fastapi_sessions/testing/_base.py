@@ -13,9 +13,9 @@ from typing import Any, ClassVar
 import pytest
 import pytest_asyncio
 
-from ..core.contract import SessionBackend, SupportsReadAndTouch
-from ..core.records import SessionRecord
-from ..core.tokens import new_token, storage_key
+from .._core.contract import SessionBackend, SupportsReadAndTouch
+from .._core.records import SessionRecord
+from .._core.tokens import new_token, storage_key
 from ._report import kit_report
 
 __all__ = ["NOW_SKEWS", "SECOND", "Capability", "KitBase", "each_skew", "in_own_loop", "ms", "sorted_keys"]

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ..core.contract import SessionBackend
-from ..core.errors import SessionExists, SessionNotFound
-from ..core.records import SessionRecord
+from .._core.contract import SessionBackend
+from .._core.records import SessionRecord
+from ..errors import SessionExists, SessionNotFound
 from ._base import SECOND, Capability, KitBase, each_skew, in_own_loop, ms, sorted_keys
 from ._rules import broke, show
 

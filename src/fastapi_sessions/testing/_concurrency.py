@@ -15,9 +15,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from ..core.contract import SessionBackend
-from ..core.errors import SessionNotFound
-from ..core.records import SessionRecord
+from .._core.contract import SessionBackend
+from .._core.records import SessionRecord
+from ..errors import SessionNotFound
 from ._base import KitBase, in_own_loop, ms
 from ._rules import broke, show
 

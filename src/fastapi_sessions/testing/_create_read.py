@@ -13,8 +13,8 @@ from datetime import timedelta
 
 import pytest
 
-from ..core.contract import SessionBackend, SupportsReadAndTouch
-from ..core.errors import SessionExists, SessionNotFound
+from .._core.contract import SessionBackend, SupportsReadAndTouch
+from ..errors import SessionExists, SessionNotFound
 from ._base import SECOND, KitBase, in_own_loop, ms
 from ._rules import broke, show
 

@@ -12,8 +12,8 @@ from datetime import timedelta
 
 import pytest
 
-from ..core.contract import SessionBackend, SupportsReadAndTouch
-from ..core.errors import BackendError, BackendUnavailable
+from .._core.contract import SessionBackend, SupportsReadAndTouch
+from ..errors import BackendError, BackendUnavailable
 from ._base import Capability, KitBase, in_own_loop
 from ._rules import broke, show
 

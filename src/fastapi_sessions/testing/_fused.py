@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from ..core.contract import SessionBackend
-from ..core.errors import SessionConflict
-from ..core.records import SessionRecord
+from .._core.contract import SessionBackend
+from .._core.records import SessionRecord
+from ..errors import SessionConflict
 from ._base import SECOND, KitBase, each_skew, in_own_loop, ms
 from ._rules import broke, show
 

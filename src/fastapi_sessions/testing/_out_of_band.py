@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ..core.contract import SessionBackend
+from .._core.contract import SessionBackend
 from ._base import Capability, KitBase, in_own_loop, ms
 from ._rules import broke, show
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from ..core.contract import SessionBackend
+from .._core.contract import SessionBackend
 from ._base import KitBase, in_own_loop
 from ._rules import broke, show
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..core.contract import SessionBackend
+from .._core.contract import SessionBackend
 from ._base import Capability, KitBase, in_own_loop, sorted_keys
 from ._rules import broke, show
 

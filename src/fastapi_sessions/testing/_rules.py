@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from ..core.records import SessionRecord
+from .._core.records import SessionRecord
 
 __all__ = ["RULES", "broke", "show"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from ..core.contract import SessionBackend
+from .._core.contract import SessionBackend
 from ._base import SECOND, KitBase, in_own_loop, ms, sorted_keys
 from ._rules import broke, show
 

@@ -13,9 +13,9 @@ from datetime import timedelta
 
 import pytest
 
-from ..core.contract import SessionBackend
-from ..core.errors import SessionConflict, SessionNotFound
-from ..core.records import SessionRecord
+from .._core.contract import SessionBackend
+from .._core.records import SessionRecord
+from ..errors import SessionConflict, SessionNotFound
 from ._base import KitBase, in_own_loop, ms
 from ._rules import broke, show
 

@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
-from ..core.contract import SessionBackend
-from ..core.records import SessionRecord
+from .._core.contract import SessionBackend
+from .._core.records import SessionRecord
 from ._base import KitBase, in_own_loop, sorted_keys
 from ._rules import broke, show
 

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from ..._compat.bridge import DEFAULT_TTL, BridgeBackend
-from ...core.errors import StoreError, StoreUnavailable
+from ...errors import StoreError, StoreUnavailable
 
 __all__ = ["DEFAULT_TTL", "BridgeBackend", "StoreError", "StoreUnavailable"]

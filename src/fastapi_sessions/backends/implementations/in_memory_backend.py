@@ -6,7 +6,7 @@ from ..._compat.backend import LegacySessionBackend as SessionBackend  # noqa: F
 from ..._compat.backend import SessionModel as SessionModel
 from ..._compat.frontend import ID as ID
 from ..._compat.memory import LegacyInMemoryBackend as InMemoryBackend
-from ...core.errors import LegacyBackendError as BackendError  # noqa: F401
+from ...errors import LegacyBackendError as BackendError  # noqa: F401
 
 # The names besides InMemoryBackend: 0.3.2's module imported them, so code may import them from here.
 __all__ = ["InMemoryBackend"]

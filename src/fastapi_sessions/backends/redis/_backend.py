@@ -12,11 +12,11 @@ from typing import Any
 
 from redis.typing import EncodableT
 
-from ...core.clock import Clock, utc_now
-from ...core.contract import BaseSessionBackend
-from ...core.errors import ConfigurationError, SessionConflict, SessionExists, SessionNotFound
-from ...core.records import SessionRecord
-from ...core.registry import mask_url
+from ..._core.clock import Clock, utc_now
+from ..._core.contract import BaseSessionBackend
+from ..._core.records import SessionRecord
+from ..._core.registry import mask_url
+from ...errors import ConfigurationError, SessionConflict, SessionExists, SessionNotFound
 from . import _scripts as scripts
 from ._calls import DEFAULT_POOL_TIMEOUT, DRIVER_ERRORS, Client, RedisCalls
 from ._layout import (
@@ -208,7 +208,7 @@ class RedisBackend(RedisCalls, BaseSessionBackend):
     ) -> tuple[SessionRecord | None, bool]:
         """Read the live record and extend its idle deadline if due, in one round trip.
 
-        See :class:`~fastapi_sessions.core.contract.SupportsReadAndTouch`. The
+        See :class:`~fastapi_sessions._core.contract.SupportsReadAndTouch`. The
         round trip is the read-and-touch script, or a plain ``GET`` when the
         expiry this process last saw for ``key`` shows that no extension can be
         due; the record that ``GET`` returns is checked again, and only if an

@@ -26,7 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
-from ...core.errors import BackendError, BackendUnavailable, ConfigurationError
+from ...errors import BackendError, BackendUnavailable, ConfigurationError
 from ._scripts import Script
 
 __all__ = ["DEFAULT_POOL_TIMEOUT", "DRIVER_ERRORS", "Client", "RedisCalls", "check_seconds"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from ...core.records import SessionRecord
+from ..._core.records import SessionRecord
 
 __all__ = [
     "CONTROL",

@@ -15,8 +15,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
-from ...core.errors import ConfigurationError
-from ...core.registry import mask_url
+from ..._core.registry import mask_url
+from ...errors import ConfigurationError
 from ._calls import DEFAULT_POOL_TIMEOUT, Client, check_seconds
 
 __all__ = ["DEFAULT_SOCKET_OPTIONS", "FromUrl", "client_from_url"]

@@ -11,9 +11,10 @@ from sqlalchemy import Executable
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ...core.clock import Clock, utc_now
-from ...core.contract import BaseSessionBackend
-from ...core.errors import (
+from ..._core.clock import Clock, utc_now
+from ..._core.contract import BaseSessionBackend
+from ..._core.records import SessionRecord
+from ...errors import (
     BackendError,
     BackendUnavailable,
     ConfigurationError,
@@ -21,7 +22,6 @@ from ...core.errors import (
     SessionExists,
     SessionNotFound,
 )
-from ...core.records import SessionRecord
 from ._dialects import ops_for
 from ._engine import build_engine
 from ._errors import BOUNDARY_ERRORS, discard, driver_errors, lost_connection, original

@@ -7,8 +7,8 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from ...core.errors import BackendError, ConfigurationError
-from ...core.registry import mask_url
+from ..._core.registry import mask_url
+from ...errors import BackendError, ConfigurationError
 from ._backend import SQLAlchemyBackend
 from ._table import DEFAULT_TABLE_NAME
 

@@ -20,7 +20,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
-from ...core.errors import BackendError
+from ...errors import BackendError
 from ._errors import closed_message, mysql_error, original, scrub, sqlstate
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from ...core.errors import BackendNotInstalled, ConfigurationError
-from ...core.registry import mask_url
+from ..._core.registry import mask_url
+from ...errors import BackendNotInstalled, ConfigurationError
 
 # Async driver chosen for a URL that names none (``postgresql://`` and friends), and the extra bringing it.
 _DEFAULT_DRIVERS = {"postgresql": "asyncpg", "postgres": "asyncpg", "sqlite": "aiosqlite",

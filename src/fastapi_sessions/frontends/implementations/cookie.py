@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..._compat.cookie import CookieParameters, SameSiteEnum, SessionCookie
 from ..._compat.frontend import LegacySessionFrontend as SessionFrontend  # noqa: F401
-from ...core.errors import FrontendError as FrontendError
+from ...errors import FrontendError as FrontendError
 
 # SessionFrontend and FrontendError: 0.3.2's module imported them, so code may import them from here.
 __all__ = ["CookieParameters", "SameSiteEnum", "SessionCookie"]

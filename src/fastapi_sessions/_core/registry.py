@@ -24,8 +24,8 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ..errors import AmbiguousBackend, BackendNotInstalled, ConfigurationError, UnknownBackend
 from .contract import SessionBackend
-from .errors import AmbiguousBackend, BackendNotInstalled, ConfigurationError, UnknownBackend
 
 __all__ = [
     "ENTRY_POINT_GROUP",

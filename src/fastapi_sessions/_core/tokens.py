@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from itsdangerous import Signer
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 __all__ = ["TokenSigner", "new_token", "storage_key"]
 

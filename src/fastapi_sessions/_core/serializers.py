@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from .errors import SerializationError
+from ..errors import SerializationError
 
 __all__ = ["MAX_DEPTH", "JSONSerializer", "Serializer"]
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..errors import ConfigurationError
 from .clock import Clock
-from .errors import ConfigurationError
 from .registry import _resolve
 
 __all__ = [

@@ -7,7 +7,7 @@ import logging
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import BackendUnavailable, SessionConflict, SessionTooLarge
+from ..errors import BackendUnavailable, SessionConflict, SessionTooLarge
 from .manager import CommitOutcome, SessionManager
 
 __all__ = ["SessionMiddleware"]

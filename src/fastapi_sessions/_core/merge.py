@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from .errors import SessionConflict
+from ..errors import SessionConflict
 
 __all__ = ["ConflictPolicy", "merge"]
 

@@ -16,10 +16,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..errors import SessionConflict, SessionExists, SessionNotFound, SessionTooLarge
 from .clock import Clock
 from .commit import Commit, CommitOutcome
 from .contract import SessionBackend
-from .errors import SessionConflict, SessionExists, SessionNotFound, SessionTooLarge
 from .markers import Marker, marker_record, read_marker, retired_key
 from .merge import ConflictPolicy, merge
 from .records import SessionRecord, deadline

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from pydantic import BaseModel
 
+from ..errors import ConfigurationError, SerializationError
 from .clock import Clock, utc_now
 from .commit import Commit, CommitOutcome
 from .contract import Frontend, SessionBackend, SupportsReadAndTouch
 from .dependencies import model_dependency, optional_user_dependency, session_dependency, user_dependency
-from .errors import ConfigurationError, SerializationError
 from .markers import read_marker, retired_key
 from .merge import ConflictPolicy
 from .options import (
