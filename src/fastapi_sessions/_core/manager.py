@@ -39,7 +39,7 @@ from .registry import from_url as backend_from_url
 from .registry import mask_url
 from .saving import MAX_HOPS, SaveMachinery
 from .serializers import JSONSerializer, Serializer
-from .session import Session
+from .session import Session, split_stored, stored_mapping
 from .tokens import SecretKey, cached_storage_key, storage_key
 
 if TYPE_CHECKING:
@@ -112,6 +112,7 @@ class SessionManager(SaveMachinery):
         #: Bytes of serialized data a session may hold (``None``: no cap); a save over it stores nothing.
         self.max_session_size = check_size(max_session_size)
         self.serializer = serializer or JSONSerializer()
+        self._json_payloads = type(self.serializer) is JSONSerializer
         # Store outages are logged once when they start and once when they end, not per request.
         self._outage = OutageLog()
         check_clock(clock)
@@ -264,7 +265,11 @@ class SessionManager(SaveMachinery):
         except SerializationError:
             logger.warning("discarding session %s…: payload cannot be decoded", record.key[:8])
             return Session()
+        # The default serializer writes keys verbatim, so a payload without the reserved prefix has no metadata.
+        data, meta = split_stored(data, record.payload if self._json_payloads else None)
         session = Session(data, record=record, token=token)
+        if meta is not None:
+            session._meta = meta
         # Without a fused read, the idle extension is a touch at save time, only when due.
         if not fused and now + self._touch_slack >= record.expires_at:
             target = self._deadline(record.created_at, now)
@@ -281,7 +286,7 @@ class SessionManager(SaveMachinery):
         session = Session(data)
         session._user_id = user_id
         now = self._now()
-        token = await self._insert(session, self._dumps(session, None), user_id, now, now)
+        token = await self._insert(session, self._dumps(stored_mapping(session), None), user_id, now, now)
         return self.frontend.sign(token)
 
     async def get_session(self, session_id: str) -> Session | None:

@@ -24,7 +24,7 @@ from .markers import Marker, marker_record, read_marker, retired_key
 from .merge import ConflictPolicy, merge
 from .records import SessionRecord, deadline
 from .serializers import Serializer
-from .session import Session
+from .session import Session, adopt_stored, stored_mapping
 from .tokens import new_token, storage_key
 
 __all__ = ["IN_FLIGHT", "MAX_HOPS", "SaveMachinery"]
@@ -92,12 +92,12 @@ class SaveMachinery:
         """
         record = session._record
         if session._superseded:
-            if session.modified and (session._regenerate or session or session._user_id is not None):
+            if session.modified and (session._regenerate or session or session._meta or session._user_id is not None):
                 raise SessionConflict("the session's token was replaced by a newer one; retry with it",
                                       operation="update")
             return _UNCHANGED
         if record is None:
-            if session.modified and (session or session._user_id is not None):
+            if session.modified and (session or session._meta or session._user_id is not None):
                 return await self._create_fresh(session, self._now())
             return Commit(CommitOutcome.DEAD) if session._dead_key is not None else _UNCHANGED
         if not session.modified:
@@ -117,9 +117,9 @@ class SaveMachinery:
             return await self._end(session, record, now)
         if session._regenerate:
             return await self._regenerate(session, record, now)
-        if session or session._user_id is not None:
+        if session or session._meta or session._user_id is not None:
             # The common write, kept inline (it runs on every modifying request): one compare-and-set.
-            new = self._next(record, self._dumps(session, record.key), record.user_id, now)
+            new = self._next(record, self._dumps(stored_mapping(session), record.key), record.user_id, now)
             try:
                 version = await self.backend.update(new, record.version, now=now)
             except SessionConflict:
@@ -145,6 +145,7 @@ class SaveMachinery:
     @staticmethod
     def _forget(session: Session) -> None:
         dict.clear(session)
+        session._meta = None
         session._record = session._token = session._touch_to = None
         session._user_id = None
         session._regenerate = False
@@ -169,7 +170,7 @@ class SaveMachinery:
 
     async def _create_fresh(self, session: Session, now: datetime) -> Commit:
         """A first save: a new record, and (for a dead token) a marker so stale tabs leave the cookie alone."""
-        payload = self._dumps(session, None)  # before the marker: a refused save leaves no trace
+        payload = self._dumps(stored_mapping(session), None)  # before the marker: a refused save leaves no trace
         if session._dead_key is not None:
             try:
                 await self.backend.create(self._marker(retired_key(session._dead_key), Marker(None), now), now=now)
@@ -241,7 +242,7 @@ class SaveMachinery:
 
         ``lost``: a compare-and-set on ``loaded`` has already failed, so start by re-reading.
         """
-        ours = dict(session)
+        ours = dict(stored_mapping(session))
         original = self.serializer.loads(loaded.payload)
         current: SessionRecord | None = loaded
         merged = ours
@@ -265,8 +266,7 @@ class SaveMachinery:
                 continue
             except SessionNotFound:
                 return self._gone(session, loaded)
-            dict.clear(session)
-            dict.update(session, merged)
+            adopt_stored(session, merged)
             self._stored(session, new, version)
             return _SAVED
         raise SessionConflict(f"save lost {self.max_save_attempts} compare-and-set rounds",
@@ -296,7 +296,7 @@ class SaveMachinery:
         user_id = session._user_id
         login = user_id != loaded.user_id
         created_at = now if login else loaded.created_at  # a login starts a fresh absolute clock
-        ours = dict(session)
+        ours = dict(stored_mapping(session))
         original: dict[str, Any] | None = None
         token_before = session._token
         token = await self._insert(session, self._dumps(ours, loaded.key), user_id, created_at, now)
@@ -342,8 +342,7 @@ class SaveMachinery:
                     raise SessionConflict("the regenerated session changed before it was handed out",
                                           key=new.key, operation="update") from None
                 new = replace(replacement, version=version)
-                dict.clear(session)
-                dict.update(session, merged)
+                adopt_stored(session, merged)
                 current = fresh
                 continue
             session._record = new

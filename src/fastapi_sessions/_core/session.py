@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -9,7 +10,13 @@ from starlette.middleware.sessions import Session as _StarletteSession
 
 from .records import SessionRecord
 
-__all__ = ["Session"]
+__all__ = ["META_PREFIX", "Session", "adopt_stored", "split_stored", "stored_mapping"]
+
+#: Keys of the stored mapping that hold the library's own state for a session (device metadata,
+#: the CSRF token, flash messages) beside the application's data. Reserved: data keys must not
+#: start with it. Kept as top-level keys so a concurrent save merges them one by one, like data.
+META_PREFIX = "__fastapi_sessions."
+_META_MARK = META_PREFIX.encode()
 
 
 class Session(_StarletteSession):
@@ -37,6 +44,8 @@ class Session(_StarletteSession):
     _dead_key: str | None = None
     # The request's token was retired (regenerated, logged out, replaced): no session, no cookie, no writes.
     _superseded: bool = False
+    # The library's own per-session state (names without META_PREFIX); None when there is none.
+    _meta: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -102,6 +111,7 @@ class Session(_StarletteSession):
     def invalidate(self) -> None:
         """End the session: clear the data; at save time its record is retired and the cookie cleared."""
         super().clear()
+        self._meta = None
         self._user_id = None
         self._invalidated = True
         self.mark_modified()
@@ -110,6 +120,56 @@ class Session(_StarletteSession):
         """Clearing a session ends it, as with Starlette's."""
         self.invalidate()
 
+    # -- the library's own state, apart from the data ------------------------------------------
+
+    def get_meta(self, name: str, default: Any = None) -> Any:
+        """A value the library (or an extension) keeps with this session, outside its data."""
+        meta = self._meta
+        return default if meta is None else meta.get(name, default)
+
+    def set_meta(self, name: str, value: Any) -> None:
+        """Keep ``value`` (a JSON type) with the session under ``name``; saved like a data change."""
+        if self._meta is None:
+            self._meta = {}
+        self._meta[name] = value
+        self.mark_modified()
+
+    def pop_meta(self, name: str, default: Any = None) -> Any:
+        """Remove and return ``name``; a session without it is left unmodified."""
+        meta = self._meta
+        if meta is None or name not in meta:
+            return default
+        value = meta.pop(name)
+        self.mark_modified()
+        return value
+
     def __repr__(self) -> str:  # never the token, never the data (it may be secret)
         state = "new" if self._record is None else f"key={self._record.key[:8]}..."
         return f"<Session {state} keys={len(self)} modified={self.modified}>"
+
+
+def stored_mapping(session: Session) -> Mapping[str, Any]:
+    """What is serialized for ``session``: its data plus its metadata under :data:`META_PREFIX`."""
+    meta = session._meta
+    if not meta:
+        return session
+    mapping = dict(session)
+    mapping.update({META_PREFIX + name: value for name, value in meta.items()})
+    return mapping
+
+
+def split_stored(mapping: dict[str, Any], payload: bytes | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A decoded payload as (data, metadata). ``payload``: its bytes, to skip the scan when no key is reserved."""
+    if payload is not None and _META_MARK not in payload:
+        return mapping, None
+    cut = len(META_PREFIX)
+    meta = {key[cut:]: mapping.pop(key) for key in [k for k in mapping if k.startswith(META_PREFIX)]}
+    return mapping, meta or None
+
+
+def adopt_stored(session: Session, mapping: Mapping[str, Any]) -> None:
+    """Make ``session`` hold ``mapping`` (a stored mapping, e.g. after a merge) as data and metadata."""
+    data, meta = split_stored(dict(mapping))
+    dict.clear(session)
+    dict.update(session, data)
+    session._meta = meta
