@@ -135,3 +135,20 @@ def test_a_custom_serializer_keeps_metadata_too(make_manager: Any, backend: InMe
     client.post("/meta/csrf/t0k")
     client.post("/data/a/1")
     assert client.get("/meta/csrf").json() == {"value": "t0k", "data": {"a": "1"}}
+
+
+def test_a_change_of_user_drops_the_login_scoped_metadata(manager: SessionManager) -> None:
+    app = _app(manager)
+
+    @app.post("/login/{user}")
+    async def login(user: str, request: Request) -> None:
+        session_of(request).user_id = user
+
+    client = client_for(app)
+    client.post("/meta/csrf/before")
+    client.post("/meta/device/laptop")
+    client.post("/meta/flash/kept")
+    client.post("/login/alice")
+    assert client.get("/meta/csrf").json()["value"] is None  # a token seen before the login is no use after it
+    assert client.get("/meta/device").json()["value"] is None
+    assert client.get("/meta/flash").json()["value"] == "kept"

@@ -10,13 +10,15 @@ from starlette.middleware.sessions import Session as _StarletteSession
 
 from .records import SessionRecord
 
-__all__ = ["META_PREFIX", "Session", "adopt_stored", "split_stored", "stored_mapping"]
+__all__ = ["LOGIN_SCOPED_META", "META_PREFIX", "Session", "adopt_stored", "split_stored", "stored_mapping"]
 
 #: Keys of the stored mapping that hold the library's own state for a session (device metadata,
 #: the CSRF token, flash messages) beside the application's data. Reserved: data keys must not
 #: start with it. Kept as top-level keys so a concurrent save merges them one by one, like data.
 META_PREFIX = "__fastapi_sessions."
 _META_MARK = META_PREFIX.encode()
+#: Metadata that belongs to one login (the CSRF token, the device it was made on): a change of user drops it.
+LOGIN_SCOPED_META = frozenset({"csrf", "device"})
 
 
 class Session(_StarletteSession):
@@ -99,6 +101,9 @@ class Session(_StarletteSession):
         if value != self._user_id:
             self._user_id = value
             self._regenerate = True
+            if self._meta:
+                for name in LOGIN_SCOPED_META & self._meta.keys():
+                    del self._meta[name]
             self.mark_modified()
 
     # -- actions -----------------------------------------------------------------------------
