@@ -146,6 +146,17 @@ class MyBackend(InMemoryBackend):
 """
 
 
+#: What the app-testing snippet imports as the application under test.
+MY_APP = """\
+from fastapi import FastAPI
+
+from fastapi_sessions import CookieFrontend, InMemoryBackend, SessionManager
+
+manager = SessionManager(InMemoryBackend(), CookieFrontend("a-secret-key-for-type-checking-only"))
+app = FastAPI()
+"""
+
+
 def readme_modules() -> list[str]:
     """The README's Python snippets as modules: one each, or joined to the one before when marked so."""
     modules: list[str] = []
@@ -174,6 +185,7 @@ def test_mypy_strict_accepts_the_readme_snippets(tmp_path: Path) -> None:
         (tmp_path / f"readme_{n}.py").write_text(code)
         names.append(f"readme_{n}.py")
     (tmp_path / "my_backend.py").write_text(MY_BACKEND)
+    (tmp_path / "myapp.py").write_text(MY_APP)
     (tmp_path / "mypy.ini").write_text(f"[mypy]\nstrict = True\ncache_dir = {tmp_path / 'cache'}\n")
     env = {**os.environ, "MYPYPATH": str(SRC)}
     result = subprocess.run([sys.executable, "-m", "mypy", "--config-file", "mypy.ini", *names],

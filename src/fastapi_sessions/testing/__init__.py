@@ -1,4 +1,4 @@
-"""Testing tools for backend authors: the conformance kit and test-server resolution.
+"""Testing tools: the conformance kit for backend authors, test-server resolution, and app-test helpers.
 
 Importing this module needs pytest and pytest-asyncio: ``pip install "fastapi-sessions[testing]"``.
 """
@@ -36,7 +36,8 @@ pytest.register_assert_rewrite(
     "fastapi_sessions.testing.conformance",
 )
 
+from .apps import controlled_clock, login  # noqa: E402
 from .conformance import BackendConformance, Capability  # noqa: E402
 from .servers import server_url  # noqa: E402
 
-__all__ = ["BackendConformance", "Capability", "server_url"]
+__all__ = ["BackendConformance", "Capability", "controlled_clock", "login", "server_url"]
