@@ -22,6 +22,7 @@ from ._core.merge import ConflictPolicy
 from ._core.middleware import SessionMiddleware
 from ._core.records import SessionInfo, SessionRecord
 from ._core.registry import available_backends, from_url
+from ._core.router import DeviceSession, RevokedSessions, sessions_router
 from ._core.serializers import JSONSerializer, Serializer
 from ._core.session import Session
 from ._core.settings import SessionSettings
@@ -55,6 +56,10 @@ __all__ = [  # noqa: RUF022 - grouped by topic, as a reader looks for them
     "SessionManager",
     "SessionMiddleware",
     "session_of",
+    # Devices: where a user is signed in, and signing the others out
+    "DeviceSession",
+    "RevokedSessions",
+    "sessions_router",
     # Frontends: how the signed token travels (fastapi_sessions.frontends)
     "BaseFrontend",
     "CookieFrontend",

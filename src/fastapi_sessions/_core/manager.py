@@ -22,11 +22,13 @@ from .clock import Clock, utc_now
 from .commit import Commit, CommitOutcome
 from .contract import Frontend, SessionBackend, SupportsReadAndTouch
 from .dependencies import model_dependency, optional_user_dependency, session_dependency, user_dependency
+from .devices import device_infos, end_over_cap, is_login, revoke_others, revoke_owned
 from .markers import read_marker, retired_key
 from .merge import ConflictPolicy
 from .options import (
     DEFAULT_MAX_SESSION_SIZE,
     as_timedelta,
+    check_cap,
     check_clock,
     check_manager_options,
     check_size,
@@ -83,6 +85,9 @@ class SessionManager(SaveMachinery):
         max_session_size: int | None = DEFAULT_MAX_SESSION_SIZE,
         serializer: Serializer | None = None,
         clock: Clock = utc_now,
+        max_sessions_per_user: int | None = None,
+        record_user_agent: bool = True,
+        record_ip: bool = False,
     ) -> None:
         self.backend = backend
         self.frontend = frontend
@@ -117,6 +122,11 @@ class SessionManager(SaveMachinery):
         self._outage = OutageLog()
         check_clock(clock)
         self.clock = clock
+        #: At login, the user's oldest sessions beyond this many end (``None``: no cap). See core/devices.py.
+        self.max_sessions_per_user = check_cap(max_sessions_per_user)
+        #: What a login records for the device list: the User-Agent (truncated) and the client IP (personal data).
+        self.record_user_agent = bool(record_user_agent)
+        self.record_ip = bool(record_ip)
         #: Dependency: the request's :class:`Session` (needs ``SessionMiddleware``).
         self.session = session_dependency(frontend)
         #: Dependency: the logged-in user id; 401 when there is none.
@@ -287,6 +297,8 @@ class SessionManager(SaveMachinery):
         session._user_id = user_id
         now = self._now()
         token = await self._insert(session, self._dumps(stored_mapping(session), None), user_id, now, now)
+        if user_id is not None and self.max_sessions_per_user is not None and session._record is not None:
+            await end_over_cap(self, user_id, session._record.key)
         return self.frontend.sign(token)
 
     async def get_session(self, session_id: str) -> Session | None:
@@ -310,7 +322,11 @@ class SessionManager(SaveMachinery):
 
         ``None`` means the session holds nothing or has ended.
         """
-        await self.commit(session)
+        login = is_login(session)
+        result = await self.commit(session)
+        if login and self.max_sessions_per_user is not None and result.token is not None:
+            assert session._user_id is not None and session._record is not None
+            await end_over_cap(self, session._user_id, session._record.key)
         return self.frontend.sign(session._token) if session._token is not None else None
 
     async def delete_session(self, session_id: str) -> bool:
@@ -320,16 +336,35 @@ class SessionManager(SaveMachinery):
 
     # -- per-user index ----------------------------------------------------------------------
 
-    async def list_sessions(self, user_id: str) -> list[SessionInfo]:
-        """The user's live sessions (metadata only), oldest first."""
-        now = self._now()
-        records = await self.backend.list_by_user(user_id, now=now)
-        infos = [SessionInfo.of(r) for r in records if r.expires_at > now and read_marker(r.payload) is None]
-        return sorted(infos, key=lambda info: info.created_at)
+    async def list_sessions(self, user_id: str, *, current: Session | None = None) -> list[SessionInfo]:
+        """The user's live sessions (metadata only, never data or token), oldest first.
 
-    async def revoke(self, key: str) -> bool:
-        """End one session by its storage key (from :meth:`list_sessions`)."""
+        Each carries the device recorded at its login and ``last_seen`` (derived
+        from its expiry: exact to ``idle_refresh_interval``, a lower bound once
+        the absolute deadline caps it); the one whose key is ``current``'s (pass
+        ``request.session``) has ``current=True``. One store call
+        (``list_by_user``, whose records carry their payloads), no write.
+        """
+        now = self._now()
+        return device_infos(self, await self.backend.list_by_user(user_id, now=now), now, current)
+
+    async def revoke(self, key: str, *, user_id: str | None = None) -> bool:
+        """End one session by its storage key (from :meth:`list_sessions`).
+
+        With ``user_id`` (do pass it when the key comes from a client), only a
+        session of that user ends: ``False`` for another user's session and for
+        an unknown key alike, so the answer reveals nothing about other users.
+        """
+        if user_id is not None:
+            return await revoke_owned(self, key, user_id)
         return await self.backend.delete(key, now=self._now())
+
+    async def revoke_others(self, session: Session) -> int:
+        """End every session of ``session``'s user except ``session`` itself ("sign out the others").
+
+        Returns how many ended; 0 without a user. One listing and one delete per other session.
+        """
+        return await revoke_others(self, session)
 
     async def revoke_user(self, user_id: str) -> int:
         """End every session of ``user_id`` ("log out everywhere"); return how many ended."""

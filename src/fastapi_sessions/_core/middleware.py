@@ -8,6 +8,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import BackendUnavailable, SessionConflict, SessionTooLarge
+from .devices import after_login, note_login
 from .manager import CommitOutcome, SessionManager
 
 __all__ = ["SessionMiddleware"]
@@ -122,8 +123,12 @@ class SessionMiddleware:
                     await send(message)
                 return
             started = True
+            # A login (a change of user regenerates) records the device, saved with the login itself.
+            login = session._regenerate and note_login(manager, session, scope)
             try:
                 result = await manager.commit(session)
+                if login:
+                    await after_login(manager, session, result)  # max_sessions_per_user
             except BackendUnavailable as exc:
                 replaced = True
                 outage.failed(exc, "saving a session")

@@ -14,6 +14,7 @@ from .registry import _resolve
 __all__ = [
     "DEFAULT_MAX_SESSION_SIZE",
     "as_timedelta",
+    "check_cap",
     "check_clock",
     "check_manager_options",
     "check_size",
@@ -36,6 +37,13 @@ def as_timedelta(value: timedelta | float, name: str) -> timedelta:
 def check_size(value: int | None) -> int | None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ConfigurationError(f"max_session_size must be a positive number of bytes or None, not {value!r}")
+    return value
+
+
+def check_cap(value: int | None) -> int | None:
+    """``max_sessions_per_user``: a positive number of sessions, or ``None`` for no cap."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigurationError(f"max_sessions_per_user must be a positive number of sessions or None, not {value!r}")
     return value
 
 

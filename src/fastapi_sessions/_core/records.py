@@ -40,13 +40,25 @@ class SessionRecord:
 class SessionInfo:
     """What the per-user listing tells about a session: metadata, never data or token.
 
-    ``key`` identifies the session for :meth:`SessionManager.revoke`.
+    ``key`` identifies the session for :meth:`SessionManager.revoke` (it is a
+    SHA-256 of the token, so it is safe to show the session's owner). The
+    fields after ``expires_at`` are filled by :meth:`SessionManager.list_sessions`
+    and default to "unknown" for code that builds an info from a record:
+    ``user_agent`` and ``ip`` as recorded at login (see the manager's
+    ``record_user_agent`` and ``record_ip``), ``last_seen`` derived from the
+    expiry (exact to ``idle_refresh_interval`` while the idle deadline governs,
+    a lower bound once the absolute deadline caps it), and ``current`` for the
+    session passed as ``current=``.
     """
 
     key: str
     user_id: str | None
     created_at: datetime
     expires_at: datetime
+    user_agent: str | None = None
+    ip: str | None = None
+    last_seen: datetime | None = None
+    current: bool = False
 
     @classmethod
     def of(cls, record: SessionRecord) -> SessionInfo:
