@@ -375,3 +375,17 @@ async def test_max_sessions_per_user_must_be_a_positive_count(cap: Any) -> None:
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
+
+
+async def test_the_device_options_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi_sessions import SessionSettings
+
+    defaults = SessionManager.from_settings(SessionSettings())
+    assert (defaults.max_sessions_per_user, defaults.record_user_agent, defaults.record_ip) == (None, True, False)
+    monkeypatch.setenv("FASTAPI_SESSIONS_MAX_SESSIONS_PER_USER", "3")
+    monkeypatch.setenv("FASTAPI_SESSIONS_RECORD_USER_AGENT", "false")
+    monkeypatch.setenv("FASTAPI_SESSIONS_RECORD_IP", "true")
+    manager = SessionManager.from_settings()
+    assert (manager.max_sessions_per_user, manager.record_user_agent, manager.record_ip) == (3, False, True)
+    monkeypatch.setenv("FASTAPI_SESSIONS_MAX_SESSIONS_PER_USER", "none")
+    assert SessionManager.from_settings().max_sessions_per_user is None

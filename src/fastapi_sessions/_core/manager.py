@@ -196,6 +196,9 @@ class SessionManager(SaveMachinery):
         options.setdefault("idle_timeout", settings.idle_timeout)
         options.setdefault("absolute_timeout", settings.absolute_timeout)
         options.setdefault("max_session_size", settings.max_session_size)
+        options.setdefault("max_sessions_per_user", settings.max_sessions_per_user)
+        options.setdefault("record_user_agent", settings.record_user_agent)
+        options.setdefault("record_ip", settings.record_ip)
         return cls.from_url(settings.url, frontend=frontend, **options)
 
     def model(self, model: type[M]) -> Callable[..., Awaitable[M]]:

@@ -16,6 +16,9 @@ variable                               meaning (default)
 ``FASTAPI_SESSIONS_COOKIE_PARTITIONED`` (``false``)
 ``FASTAPI_SESSIONS_COOKIE_PERSISTENT`` ``false`` for a browser-session cookie (``true``)
 ``FASTAPI_SESSIONS_MAX_SESSION_SIZE``  bytes of serialized data per session; ``none`` for no cap (65536)
+``FASTAPI_SESSIONS_MAX_SESSIONS_PER_USER`` sessions a user keeps; a login ends the oldest beyond (none)
+``FASTAPI_SESSIONS_RECORD_USER_AGENT`` record each login's User-Agent for the device list (``true``)
+``FASTAPI_SESSIONS_RECORD_IP``         record each login's client IP: personal data (``false``)
 =====================================  ===========================================================
 """
 
@@ -73,6 +76,9 @@ class SessionSettings(BaseSettings):
     cookie_partitioned: bool = False
     cookie_persistent: bool = True
     max_session_size: Size = 64 * 1024
+    max_sessions_per_user: Size = None
+    record_user_agent: bool = True
+    record_ip: bool = False
 
     def __repr_args__(self) -> Any:
         # The URL may carry a password; settings get logged.
