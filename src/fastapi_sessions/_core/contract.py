@@ -118,7 +118,11 @@ class SessionBackend(Protocol):
         ...
 
     async def list_by_user(self, user_id: str, *, now: datetime | None = None) -> Sequence[SessionRecord]:
-        """The records live at ``now`` whose ``user_id`` is ``user_id``, in no set order."""
+        """The records live at ``now`` whose ``user_id`` is ``user_id``, whole, in no set order.
+
+        Whole: payload and version as ``read`` gives them (the device list reads each
+        session's metadata from the listed payloads rather than one read per session).
+        """
         ...
 
     async def delete_by_user(self, user_id: str, *, now: datetime | None = None) -> int:

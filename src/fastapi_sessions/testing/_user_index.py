@@ -38,12 +38,15 @@ class UserIndexTests(KitBase):
     @in_own_loop
     async def test_list_by_user_lists_exactly_that_users_live_sessions(self, backend: SessionBackend) -> None:
         alice, bob = self.new_user(), self.new_user()
-        mine = [self.record(user_id=alice) for _ in range(3)]
+        mine = [self.record(user_id=alice, payload=b'{"n":%d}' % n) for n in range(3)]
         for record in [*mine, self.record(user_id=bob), self.record()]:
             await backend.create(record, now=self.now())
         listed = await backend.list_by_user(alice, now=self.now())
         assert sorted_keys(listed) == sorted_keys(mine), broke("index-exact", f"listed {show(listed)}")
         assert all(r.user_id == alice for r in listed), broke("index-exact", f"listed {show(listed)}")
+        whole = sorted(listed, key=lambda r: r.key) == sorted(mine, key=lambda r: r.key)
+        assert whole, broke("index-exact", f"listed records differ from those created (payload, times, version): "
+                                           f"{show(listed)}")
         listed = await backend.list_by_user(self.new_user(), now=self.now())
         assert list(listed) == [], broke("index-exact", f"a user without sessions listed {show(listed)}")
 
