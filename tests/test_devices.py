@@ -298,6 +298,13 @@ async def test_the_cap_ends_the_oldest_sessions_at_login_on_every_backend(lifecy
         await s.manager.create_session(user_id="alice")
         assert [await who(c) for c in browsers] == [None, None, "alice"]
         assert len(await s.manager.list_sessions("alice")) == 2
+        s.clock.advance(seconds=1)
+        session = await s.manager.get_session(await s.manager.create_session({"a": 1}))
+        assert session is not None
+        session.user_id = "alice"
+        assert await s.manager.save_session(session) is not None
+        assert [await who(c) for c in browsers] == [None, None, None]
+        assert [i.key for i in await s.manager.list_sessions("alice")][-1] == session.key
 
 
 async def test_racing_logins_agree_on_which_sessions_the_cap_ends() -> None:
