@@ -17,6 +17,7 @@ from ._core.clock import Clock, ManualClock, utc_now
 from ._core.commit import Commit, CommitOutcome
 from ._core.contract import BaseFrontend, BaseSessionBackend, Frontend, SessionBackend, SupportsReadAndTouch
 from ._core.dependencies import session_of
+from ._core.events import EventKind, EventListener, SessionEvent
 from ._core.manager import SessionManager
 from ._core.merge import ConflictPolicy
 from ._core.middleware import SessionMiddleware
@@ -60,6 +61,10 @@ __all__ = [  # noqa: RUF022 - grouped by topic, as a reader looks for them
     "DeviceSession",
     "RevokedSessions",
     "sessions_router",
+    # Events: what the manager reports to its listeners (manager.add_listener; OpenTelemetry: fastapi_sessions.otel)
+    "EventKind",
+    "EventListener",
+    "SessionEvent",
     # Frontends: how the signed token travels (fastapi_sessions.frontends)
     "BaseFrontend",
     "CookieFrontend",

@@ -113,7 +113,9 @@ async def end_over_cap(manager: SessionManager, user_id: str, keep: str) -> int:
     try:
         live = _live(await manager.backend.list_by_user(user_id, now=now), now)
         live.sort(key=lambda r: (r.created_at, r.key), reverse=True)
-        return await _delete_each(manager, [r.key for r in live[cap:] if r.key != keep], now)
+        count = await _delete_each(manager, [r.key for r in live[cap:] if r.key != keep], now)
+        manager._events.revoked("max_sessions_per_user", user_id=user_id, count=count)
+        return count
     except BackendError as exc:
         logger.warning("max_sessions_per_user not enforced at this login: %s", type(exc).__name__)
         return 0

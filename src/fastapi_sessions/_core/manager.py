@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from pydantic import BaseModel
 
-from ..errors import ConfigurationError, SerializationError
+from ..errors import ConfigurationError, SerializationError, SessionConflict
 from .clock import Clock, utc_now
 from .commit import Commit, CommitOutcome
 from .contract import Frontend, SessionBackend, SupportsReadAndTouch
 from .dependencies import model_dependency, optional_user_dependency, session_dependency, user_dependency
 from .devices import device_infos, end_over_cap, is_login, revoke_others, revoke_owned
+from .events import EventHub, EventKind, EventListener
 from .markers import read_marker, retired_key
 from .merge import ConflictPolicy
 from .options import (
@@ -127,6 +128,9 @@ class SessionManager(SaveMachinery):
         #: What a login records for the device list: the User-Agent (truncated) and the client IP (personal data).
         self.record_user_agent = bool(record_user_agent)
         self.record_ip = bool(record_ip)
+        # Lifecycle events (core/events.py): nothing is built while nobody listens.
+        self._events = EventHub(self._now)
+        self._outage.on_change = self._events.outage
         #: Dependency: the request's :class:`Session` (needs ``SessionMiddleware``).
         self.session = session_dependency(frontend)
         #: Dependency: the logged-in user id; 401 when there is none.
@@ -208,7 +212,8 @@ class SessionManager(SaveMachinery):
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close the backend's connections."""
+        """Deliver pending events (for up to 5 s), then close the backend's connections."""
+        await self._events.drain(5.0)
         await self.backend.aclose()
 
     async def __aenter__(self) -> Self:
@@ -218,6 +223,30 @@ class SessionManager(SaveMachinery):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    # -- events -----------------------------------------------------------------------------
+
+    def add_listener(self, listener: EventListener, *, sample_loaded: float = 0.0, timeout: float = 5.0) -> None:
+        """Call the async ``listener`` with every lifecycle :class:`SessionEvent` from now on.
+
+        Events are delivered in order, in tasks the manager tracks, so a listener
+        never delays a response; each call is cut off after ``timeout`` seconds, and
+        an exception is logged, never raised. ``loaded`` events (one per request
+        with a session) are off unless ``sample_loaded`` gives the fraction of
+        loads to report (``1.0``: all). :meth:`aclose` delivers what is pending.
+        """
+        self._events.add(listener, sample_loaded=sample_loaded, timeout=timeout)
+
+    def remove_listener(self, listener: EventListener) -> None:
+        """Stop calling ``listener`` (events already fired are still delivered); no error if absent."""
+        self._events.remove(listener)
+
+    async def drain_events(self, grace: float = 5.0) -> int:
+        """Wait up to ``grace`` seconds for listeners to handle the events fired so far.
+
+        Events still undelivered then are dropped; returns how many.
+        """
+        return await self._events.drain(grace)
 
     # -- load: the middleware's first call (commit, its second, is in core/saving.py) -------
 
@@ -270,6 +299,8 @@ class SessionManager(SaveMachinery):
             session._superseded = True  # a fresh session already replaced it: leave the cookie alone
         else:
             session._dead_key = key
+            if self._events.on:  # the manager sees an expiry only when the token comes back
+                self._events.fire(EventKind.ENDED, key, None, "expired")
         return session
 
     def _loaded(self, record: SessionRecord, token: str, now: datetime, *, fused: bool) -> Session:
@@ -288,6 +319,8 @@ class SessionManager(SaveMachinery):
             target = self._deadline(record.created_at, now)
             if target - record.expires_at >= self.idle_refresh_interval:
                 session._touch_to = target
+        if self._events.loads:
+            self._events.loaded(record.key, record.user_id)
         return session
 
     # -- direct API (no middleware) ----------------------------------------------------------
@@ -302,6 +335,8 @@ class SessionManager(SaveMachinery):
         token = await self._insert(session, self._dumps(stored_mapping(session), None), user_id, now, now)
         if user_id is not None and self.max_sessions_per_user is not None and session._record is not None:
             await end_over_cap(self, user_id, session._record.key)
+        if self._events.on:
+            self._events.fire(EventKind.CREATED, session.key, user_id)
         return self.frontend.sign(token)
 
     async def get_session(self, session_id: str) -> Session | None:
@@ -326,7 +361,12 @@ class SessionManager(SaveMachinery):
         ``None`` means the session holds nothing or has ended.
         """
         login = is_login(session)
-        result = await self.commit(session)
+        try:
+            result = await self.commit(session)
+        except SessionConflict:
+            if self._events.on:
+                self._events.fire(EventKind.CONFLICT, session.key, session.user_id, "raised")
+            raise
         if login and self.max_sessions_per_user is not None and result.token is not None:
             assert session._user_id is not None and session._record is not None
             await end_over_cap(self, session._user_id, session._record.key)
@@ -335,7 +375,13 @@ class SessionManager(SaveMachinery):
     async def delete_session(self, session_id: str) -> bool:
         """End the session behind a public session id. Idempotent."""
         token = self.frontend.unsign(session_id)
-        return token is not None and await self.backend.delete(storage_key(token), now=self._now())
+        if token is None:
+            return False
+        key = storage_key(token)
+        deleted = await self.backend.delete(key, now=self._now())
+        if deleted and self._events.on:
+            self._events.fire(EventKind.ENDED, key, None, "logout")
+        return deleted
 
     # -- per-user index ----------------------------------------------------------------------
 
@@ -359,19 +405,26 @@ class SessionManager(SaveMachinery):
         an unknown key alike, so the answer reveals nothing about other users.
         """
         if user_id is not None:
-            return await revoke_owned(self, key, user_id)
-        return await self.backend.delete(key, now=self._now())
+            deleted = await revoke_owned(self, key, user_id)
+        else:
+            deleted = await self.backend.delete(key, now=self._now())
+        self._events.revoked("revoke", key=key, count=int(deleted))
+        return deleted
 
     async def revoke_others(self, session: Session) -> int:
         """End every session of ``session``'s user except ``session`` itself ("sign out the others").
 
         Returns how many ended; 0 without a user. One listing and one delete per other session.
         """
-        return await revoke_others(self, session)
+        count = await revoke_others(self, session)
+        self._events.revoked("revoke_others", user_id=session.user_id, count=count)
+        return count
 
     async def revoke_user(self, user_id: str) -> int:
         """End every session of ``user_id`` ("log out everywhere"); return how many ended."""
-        return await self.backend.delete_by_user(user_id, now=self._now())
+        ended = await self.backend.delete_by_user(user_id, now=self._now())
+        self._events.revoked("revoke_user", user_id=user_id, count=ended)
+        return ended
 
     async def purge_expired(self) -> int:
         """Remove expired records from the store; return how many went."""

@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import BackendUnavailable, SessionConflict, SessionTooLarge
 from .devices import after_login, note_login
+from .events import EventKind
 from .manager import CommitOutcome, SessionManager
 
 __all__ = ["SessionMiddleware"]
@@ -137,6 +138,8 @@ class SessionMiddleware:
             except SessionConflict:
                 replaced = True
                 logger.warning("session save failed: SessionConflict")
+                if manager._events.on:
+                    manager._events.fire(EventKind.CONFLICT, session.key, session.user_id, "raised")
                 await _send_error(send, _CONFLICT)
                 return
             except SessionTooLarge as exc:

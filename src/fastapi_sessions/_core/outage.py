@@ -52,6 +52,9 @@ class OutageLog:
         self._since = 0.0
         self._reminded = 0.0
         self._failed = 0
+        #: Called (outside the lock) when an outage starts, ``(True, where, 1)``, and when it ends,
+        #: ``(False, "", failed requests)``: the manager's events hook in here.
+        self.on_change: Callable[[bool, str, int], None] | None = None
 
     def failed(self, exc: BaseException, where: str) -> None:
         """A request failed because the store is unavailable (``where``: what it was doing)."""
@@ -70,6 +73,8 @@ class OutageLog:
         if first:
             logger.warning("session store unavailable (%s): %s; requests get 503 until it answers again",
                            where, describe(exc))
+            if self.on_change is not None:
+                self.on_change(True, where, 1)
         elif remind:
             logger.warning("session store still unavailable after %.0f s: %d requests failed so far; last: %s",
                            lasted, failed, describe(exc))
@@ -83,3 +88,5 @@ class OutageLog:
             self.down = False
             failed, lasted = self._failed, self._clock() - self._since
         logger.warning("session store is back after %.1f s; %d requests failed with 503 meanwhile", lasted, failed)
+        if self.on_change is not None:
+            self.on_change(False, "", failed)

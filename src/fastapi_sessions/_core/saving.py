@@ -20,6 +20,7 @@ from ..errors import SessionConflict, SessionExists, SessionNotFound, SessionToo
 from .clock import Clock
 from .commit import Commit, CommitOutcome
 from .contract import SessionBackend
+from .events import EventHub, EventKind
 from .markers import Marker, marker_record, read_marker, retired_key
 from .merge import ConflictPolicy, merge
 from .records import SessionRecord, deadline
@@ -59,6 +60,7 @@ class SaveMachinery:
     conflict_policy: ConflictPolicy
     max_save_attempts: int
     max_session_size: int | None
+    _events: EventHub
 
     # -- deadlines ---------------------------------------------------------------------------
 
@@ -127,6 +129,8 @@ class SaveMachinery:
             except SessionNotFound:
                 return self._gone(session, record)
             self._stored(session, new, version)
+            if self._events.on:
+                self._events.fire(EventKind.SAVED, new.key, new.user_id)
             return _SAVED
         return await self._save_after_conflict(session, record, now, lost=False)  # emptied: see there
 
@@ -179,6 +183,8 @@ class SaveMachinery:
                 raise SessionConflict("a concurrent request started a new session for this client",
                                       key=session._dead_key, operation="create") from None
         token = await self._insert(session, payload, session._user_id, now, now)
+        if self._events.on:
+            self._events.fire(EventKind.CREATED, session.key, session._user_id)
         return Commit(CommitOutcome.CREATED, token, self._cookie_max_age(now, now))
 
     async def _insert(
@@ -229,6 +235,9 @@ class SaveMachinery:
             return None
         except SessionNotFound:
             return self._gone(session, loaded)
+        if self._events.on:
+            self._events.fire(EventKind.ENDED, current.key, current.user_id,
+                              "logout" if session._invalidated else "emptied")
         session._invalidated = False
         self._forget(session)
         return Commit(CommitOutcome.ENDED)
@@ -268,6 +277,10 @@ class SaveMachinery:
                 return self._gone(session, loaded)
             adopt_stored(session, merged)
             self._stored(session, new, version)
+            if self._events.on:
+                if attempt:  # a round was lost: the concurrent changes were merged in
+                    self._events.fire(EventKind.CONFLICT, new.key, new.user_id, "merged")
+                self._events.fire(EventKind.SAVED, new.key, new.user_id)
             return _SAVED
         raise SessionConflict(f"save lost {self.max_save_attempts} compare-and-set rounds",
                               key=loaded.key, operation="update")
@@ -346,6 +359,12 @@ class SaveMachinery:
                 current = fresh
                 continue
             session._record = new
+            if self._events.on:
+                if original is not None:  # a concurrent save was merged into the new record
+                    self._events.fire(EventKind.CONFLICT, new.key, user_id, "merged")
+                reason = "regenerate" if not login else "login" if user_id is not None else "logout"
+                self._events.fire(EventKind.REGENERATED, new.key, user_id or loaded.user_id, reason,
+                                  previous_key=loaded.key)
             return Commit(CommitOutcome.REGENERATED, token, self._cookie_max_age(created_at, now))
         await self.backend.delete(new.key, now=now)
         raise SessionConflict(f"regeneration lost {self.max_save_attempts} compare-and-set rounds",
