@@ -22,7 +22,6 @@ from conftest import SECRET, app_with
 from fastapi_sessions import (
     BackendUnavailable,
     ConfigurationError,
-    EventKind,
     ManualClock,
     SessionConflict,
     SessionEvent,
