@@ -170,8 +170,9 @@ async def test_a_request_that_loads_and_saves_is_one_load_and_one_save_span(
     load, save = by_name["fastapi_sessions.load"], by_name["fastapi_sessions.save"]
     store_read, update = by_name[read], by_name["fastapi_sessions.store.update"]
     assert store_read.parent is not None and update.parent is not None
-    assert store_read.parent.span_id == load.get_span_context().span_id  # the store call is the load's child
-    assert update.parent.span_id == save.get_span_context().span_id
+    assert load.context is not None and save.context is not None
+    assert store_read.parent.span_id == load.context.span_id  # the store call is the load's child
+    assert update.parent.span_id == save.context.span_id
     assert store_read.kind is SpanKind.CLIENT and load.kind is SpanKind.INTERNAL
     backend = store_read.attributes and store_read.attributes["fastapi_sessions.backend"]
     assert backend in EXPECTED_BACKEND[request.node.callspec.params["lifecycle_backend"]]
