@@ -51,7 +51,9 @@ class EventKind(enum.StrEnum):
     LOADED = "loaded"  # a request found its session (off unless a listener samples it)
     SAVED = "saved"  # changed data was stored (merged with a concurrent save, if there was one)
     REGENERATED = "regenerated"  # a new token for the same data; reason "login", "logout" or "regenerate"
-    ENDED = "ended"  # reason "logout", "emptied" (every key popped) or "expired" (seen on read)
+    # reason "logout", "emptied" (every key popped) or "expired": a signed token came back and its session
+    # was gone (the store keeps nothing to tell an expiry from an earlier revocation or purge)
+    ENDED = "ended"
     REVOKED = "revoked"  # ended by the application's revocation call; reason names the call
     CONFLICT = "conflict"  # a compare-and-set lost; reason "merged" (saved anyway) or "raised" (409)
     STORE_UNAVAILABLE = "store_unavailable"  # the first failed request of an outage; reason load/save/application
