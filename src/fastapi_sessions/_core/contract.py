@@ -25,10 +25,18 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import Scope
 
-from .records import SessionRecord
+from .records import RecordCounts, SessionRecord
 from .tokens import SecretKey, TokenSigner
 
-__all__ = ["BaseFrontend", "BaseSessionBackend", "Frontend", "SessionBackend", "SupportsReadAndTouch"]
+__all__ = [
+    "BaseFrontend",
+    "BaseSessionBackend",
+    "Frontend",
+    "SessionBackend",
+    "SupportsBatchedPurge",
+    "SupportsReadAndTouch",
+    "SupportsRecordCounts",
+]
 
 
 @runtime_checkable
@@ -171,6 +179,47 @@ class SupportsReadAndTouch(Protocol):
         it sets is relative to ``now`` as in :class:`SessionBackend`.
         Returns the record as stored afterwards (or ``None`` if there is no
         live record) and whether it was extended.
+        """
+        ...
+
+
+@runtime_checkable
+class SupportsBatchedPurge(Protocol):
+    """Optional: a purge step that removes at most ``limit`` expired records, for progress and short transactions.
+
+    Maintenance tools (the ``fastapi-sessions purge`` command) call it in a
+    loop with one ``now`` until a step removes fewer than ``limit``; without
+    it they make one ``purge_expired`` call. The kit tests it whenever it is there.
+    """
+
+    async def purge_expired_batch(self, limit: int, *, now: datetime | None = None) -> int:
+        """Physically remove at most ``limit`` records expired at ``now``; return how many were removed.
+
+        Fewer than ``limit`` means none expired at ``now`` was left for this
+        call (a concurrent purger may be holding some). Live records are never
+        touched; a record is judged by its stored ``expires_at`` at ``now``.
+        ``limit`` is at least 1.
+        """
+        ...
+
+
+@runtime_checkable
+class SupportsRecordCounts(Protocol):
+    """Optional: how many records the store holds, live and expired, at ``now``.
+
+    For operators (``fastapi-sessions stats``) and the purge's progress bar;
+    never called on a request. Leave it out when the store cannot count
+    without visiting every key it holds (a Redis keyspace); tools then say
+    "unknown". A store that also removes expired records by itself (a TTL
+    index) counts what is still there at the call.
+    """
+
+    async def count_records(self, *, now: datetime | None = None) -> RecordCounts:
+        """The records live at ``now`` and those stored but expired at ``now`` (awaiting a purge).
+
+        Counts are of records: the manager's short-lived markers (a retired
+        token's forward) are records too. Judged by one ``now``, like every
+        other method.
         """
         ...
 

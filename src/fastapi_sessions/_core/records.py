@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-__all__ = ["SessionInfo", "SessionRecord", "deadline"]
+__all__ = ["RecordCounts", "SessionInfo", "SessionRecord", "deadline"]
 
 
 def deadline(created_at: datetime, now: datetime, *, idle_timeout: timedelta, absolute_timeout: timedelta) -> datetime:
@@ -63,3 +63,18 @@ class SessionInfo:
     @classmethod
     def of(cls, record: SessionRecord) -> SessionInfo:
         return cls(record.key, record.user_id, record.created_at, record.expires_at)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCounts:
+    """What a backend with ``count_records`` holds at one ``now``: ``live`` records and ``expired`` ones.
+
+    ``expired`` records are still stored but dead: a purge would remove them.
+    """
+
+    live: int
+    expired: int
+
+    @property
+    def total(self) -> int:
+        return self.live + self.expired

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from .._core.clock import Clock, utc_now
 from .._core.contract import BaseSessionBackend
-from .._core.records import SessionRecord
+from .._core.records import RecordCounts, SessionRecord
 from ..errors import ConfigurationError, SessionConflict, SessionExists, SessionNotFound
 
 __all__ = ["InMemoryBackend", "from_url"]
@@ -230,11 +230,11 @@ class InMemoryBackend(BaseSessionBackend):
         """Store ``record`` as given (version and creation time included)."""
         self._put(record.key, _compact(record))
 
-    def _reclaim(self, now: int) -> int:
-        """Drop expired records from the front of the heap; cost is what expired."""
+    def _reclaim(self, now: int, limit: int | None = None) -> int:
+        """Drop expired records (at most ``limit``) from the front of the heap; cost is what expired."""
         removed = 0
         heap = self._expiry
-        while heap and heap[0][0] <= now:
+        while heap and heap[0][0] <= now and (limit is None or removed < limit):
             _, key = heapq.heappop(heap)
             value = self._data.get(key)
             if value is None:
@@ -335,6 +335,16 @@ class InMemoryBackend(BaseSessionBackend):
 
     async def purge_expired(self, *, now: datetime | None = None) -> int:
         return self._reclaim(_us(now or self._clock()))
+
+    async def purge_expired_batch(self, limit: int, *, now: datetime | None = None) -> int:
+        """Remove at most ``limit`` expired records, earliest expiry first."""
+        return self._reclaim(_us(now or self._clock()), max(limit, 1))
+
+    async def count_records(self, *, now: datetime | None = None) -> RecordCounts:
+        """Live and expired records at ``now``; visits every record (an operator's call, not a request's)."""
+        now_us = _us(now or self._clock())
+        expired = sum(1 for value in self._data.values() if _expires(value) <= now_us)
+        return RecordCounts(len(self._data) - expired, expired)
 
     async def aclose(self) -> None:
         """Nothing to release; the data stays until the object goes."""

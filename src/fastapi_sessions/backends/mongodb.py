@@ -46,7 +46,7 @@ from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailur
 
 from .._core.clock import Clock, utc_now
 from .._core.contract import BaseSessionBackend
-from .._core.records import SessionRecord
+from .._core.records import RecordCounts, SessionRecord
 from .._core.registry import mask_url
 from ..errors import (
     BackendError,
@@ -348,6 +348,26 @@ class MongoBackend(BaseSessionBackend):
         except PyMongoError as exc:
             self._fail(exc, "purge_expired")
         return result.deleted_count
+
+    async def purge_expired_batch(self, limit: int, *, now: datetime | None = None) -> int:
+        """Remove at most ``limit`` documents expired at ``now``: their ids through the index, then one delete."""
+        collection, expired = await self._ready(), {"expires_ms": {"$lte": _ms(now or self._clock())}}
+        try:
+            ids = [doc["_id"] async for doc in collection.find(expired, {"_id": 1}, limit=max(limit, 1))]
+            # The filter again: a document extended in between is live, and stays.
+            return 0 if not ids else (await collection.delete_many({"_id": {"$in": ids}, **expired})).deleted_count
+        except PyMongoError as exc:
+            self._fail(exc, "purge_expired")
+
+    async def count_records(self, *, now: datetime | None = None) -> RecordCounts:
+        """Live and expired documents at ``now`` (two counts through the ``expires_ms`` index)."""
+        collection, cut = await self._ready(), _ms(now or self._clock())
+        try:
+            live = await collection.count_documents({"expires_ms": {"$gt": cut}})
+            expired = await collection.count_documents({"expires_ms": {"$lte": cut}})
+        except PyMongoError as exc:
+            self._fail(exc, "count_records")
+        return RecordCounts(live, expired)
 
     async def aclose(self) -> None:
         """Close the client if this backend built it; a client passed in stays open."""

@@ -27,6 +27,7 @@ pytest.register_assert_rewrite(
     "fastapi_sessions.testing._create_read",
     "fastapi_sessions.testing._failures",
     "fastapi_sessions.testing._fused",
+    "fastapi_sessions.testing._maintenance",
     "fastapi_sessions.testing._out_of_band",
     "fastapi_sessions.testing._payloads",
     "fastapi_sessions.testing._purge",

@@ -1,7 +1,7 @@
 """Failures and lifecycle: an unreachable server is ``BackendUnavailable`` everywhere, and ``aclose`` twice is fine.
 
-With ``UNREACHABLE_SERVER``, every method (``read_and_touch`` too, when the
-backend has it) must raise ``BackendUnavailable``: never a driver's exception,
+With ``UNREACHABLE_SERVER``, every method (``read_and_touch``, ``purge_expired_batch``
+and ``count_records`` too, when the backend has them) must raise ``BackendUnavailable``: never a driver's exception,
 never a silent success.
 """
 
@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from .._core.contract import SessionBackend, SupportsReadAndTouch
+from .._core.contract import SessionBackend, SupportsBatchedPurge, SupportsReadAndTouch, SupportsRecordCounts
 from ..errors import BackendError, BackendUnavailable
 from ._base import Capability, KitBase, in_own_loop
 from ._rules import broke, show
@@ -44,6 +44,12 @@ class FailureTests(KitBase):
                 record.key, now=self.now(), idle_timeout=timedelta(hours=1), absolute_timeout=timedelta(hours=8),
                 refresh_interval=timedelta(minutes=1))
             self.report_optional("read_and_touch errors", "tested (BackendUnavailable when unreachable)")
+        if isinstance(backend, SupportsBatchedPurge):
+            batched = backend
+            calls["purge_expired_batch"] = lambda: batched.purge_expired_batch(10, now=self.now())
+        if isinstance(backend, SupportsRecordCounts):
+            counted = backend
+            calls["count_records"] = lambda: counted.count_records(now=self.now())
         for name, call in calls.items():
             try:
                 result = await call()

@@ -42,6 +42,9 @@ RULES: dict[str, str] = {
     "payload-opaque": "payload bytes come back exactly, up to at least 1 MiB",
     "purge": "purge_expired() removes expired records and keeps live ones",
     "purge-count": "purge_expired() returns how many expired records it removed (EXACT_PURGE_COUNT)",
+    "purge-batch": "purge_expired_batch(limit) removes at most `limit` records expired at `now`, never a live one, "
+    "and returns how many it removed",
+    "counts": "count_records() counts the records live at `now` and those stored but expired at `now`",
     "writes-land": "what the backend reports is what the store holds (OUT_OF_BAND_READ)",
     "purge-removes-at-once": "after purge_expired() the store holds no record expired at `now` (IMMEDIATE_PURGE)",
     "errors-mapped": "every method, optional ones included, raises BackendUnavailable when the server is "

@@ -48,6 +48,7 @@ composes them, and pytest runs them in this order:
 - ``_user_index.py``: ``list_by_user`` and ``delete_by_user``, odd user ids
 - ``_payloads.py``: payload bytes
 - ``_purge.py``: ``purge_expired``
+- ``_maintenance.py``: the optional ``purge_expired_batch`` and ``count_records``
 - ``_out_of_band.py``: what the store holds (``OUT_OF_BAND_READ``)
 - ``_failures.py``: an unreachable server, ``aclose``
 
@@ -63,6 +64,7 @@ from ._concurrency import ConcurrencyTests
 from ._create_read import CreateReadTests
 from ._failures import FailureTests
 from ._fused import ReadAndTouchTests
+from ._maintenance import MaintenanceTests
 from ._out_of_band import OutOfBandTests
 from ._payloads import PayloadTests
 from ._purge import PurgeTests
@@ -81,6 +83,7 @@ _ms = ms  # the name kit v1 used
 class BackendConformance(
     FailureTests,
     OutOfBandTests,
+    MaintenanceTests,
     PurgeTests,
     PayloadTests,
     UserIndexTests,

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..._core.clock import Clock, utc_now
 from ..._core.contract import BaseSessionBackend
-from ..._core.records import SessionRecord
+from ..._core.records import RecordCounts, SessionRecord
 from ...errors import (
     BackendError,
     BackendUnavailable,
@@ -223,6 +223,16 @@ class SQLAlchemyBackend(BaseSessionBackend):
             removed += deleted
             if deleted < self.purge_batch_size:
                 return removed
+
+    async def purge_expired_batch(self, limit: int, *, now: datetime | None = None) -> int:
+        """One ``DELETE`` of at most ``limit`` expired rows, through the expiry index (its own short transaction)."""
+        statement = self._sql.purge_of(max(limit, 1))
+        return int((await self._run("purge_expired", statement, {"now": self._now(now)})).rowcount)
+
+    async def count_records(self, *, now: datetime | None = None) -> RecordCounts:
+        """Live and expired rows at ``now``: two counts through the expiry index, in one statement."""
+        live, expired = (await self._run("count_records", self._sql.counts, {"now": self._now(now)})).one()
+        return RecordCounts(int(live), int(expired))
 
     async def aclose(self) -> None:
         if self._closed:

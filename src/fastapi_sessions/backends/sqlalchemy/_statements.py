@@ -7,7 +7,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Delete, Insert, Select, Table, Update, bindparam, delete, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Delete,
+    Insert,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    delete,
+    func,
+    select,
+    update,
+)
 
 if TYPE_CHECKING:
     from ._dialects import DialectOps
@@ -20,7 +33,7 @@ class Statements:
         c = table.c
         now = bindparam("now", type_=BigInteger())
         live = c.expires_at > now
-        expired = c.expires_at <= now
+        expired: ColumnElement[bool] = c.expires_at <= now
         key = c.key == bindparam("k")
         self.columns = (c.key, c.payload, c.user_id, c.created_at, c.expires_at, c.version)
         self.read: Select[Any] = select(*self.columns).where(key, live)
@@ -43,3 +56,17 @@ class Statements:
         self.takeover: Update = update(table).where(key, expired).values(
             {name: value for name, value in values.items() if name != "key"})
         self.purge: Delete = ops.purge(table, expired, purge_batch_size)
+        #: Live and expired rows at ``now``, each counted through the expiry index.
+        self.counts: Select[Any] = select(select(func.count()).select_from(table).where(live).scalar_subquery(),
+                                          select(func.count()).select_from(table).where(expired).scalar_subquery())
+        self._table, self._ops, self._expired, self._batch = table, ops, expired, purge_batch_size
+        self._purges: dict[int, Delete] = {purge_batch_size: self.purge}
+
+    def purge_of(self, limit: int) -> Delete:
+        """The purge of at most ``limit`` rows, built once per limit (a tool uses one or two)."""
+        statement = self._purges.get(limit)
+        if statement is None:
+            if len(self._purges) > 16:  # bounded, whatever limits a caller tries
+                self._purges = {self._batch: self.purge}
+            statement = self._purges[limit] = self._ops.purge(self._table, self._expired, limit)
+        return statement
