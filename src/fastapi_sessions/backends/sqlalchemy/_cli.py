@@ -1,4 +1,8 @@
-"""``python -m fastapi_sessions.backends.sqlalchemy``: create, drop or print the sessions table."""
+"""``python -m fastapi_sessions.backends.sqlalchemy``: create, drop or print the sessions table.
+
+The same commands are ``fastapi-sessions sql create-table|drop-table|ddl URL`` (the ``cli`` extra);
+both run :func:`table_command`.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,27 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import Literal
 
 from ..._core.registry import mask_url
 from ...errors import BackendError, ConfigurationError
 from ._backend import SQLAlchemyBackend
 from ._table import DEFAULT_TABLE_NAME
+
+TableCommand = Literal["create-table", "drop-table", "ddl"]
+
+
+async def table_command(command: TableCommand, url: str, *, table: str = DEFAULT_TABLE_NAME,
+                        schema: str | None = None) -> str:
+    """Run one table command on the database ``url`` names; return what to print (passwords masked)."""
+    async with SQLAlchemyBackend(url, table_name=table, schema=schema) as backend:
+        if command == "ddl":
+            return ";\n\n".join(backend.ddl()) + ";"
+        if command == "create-table":
+            await backend.create_table()
+            return f"table {backend.table.fullname!r} ready on {mask_url(url)}"
+        await backend.drop_table()
+        return f"table {backend.table.fullname!r} dropped on {mask_url(url)}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,20 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--table", default=DEFAULT_TABLE_NAME, help=f"table name (default {DEFAULT_TABLE_NAME})")
     parser.add_argument("--schema", default=None, help="schema (PostgreSQL) or database (MySQL) of the table")
     args = parser.parse_args(argv)
-
-    async def run() -> None:
-        async with SQLAlchemyBackend(args.url, table_name=args.table, schema=args.schema) as backend:
-            if args.command == "ddl":
-                print(";\n\n".join(backend.ddl()) + ";")
-            elif args.command == "create-table":
-                await backend.create_table()
-                print(f"table {backend.table.fullname!r} ready on {mask_url(args.url)}")
-            else:
-                await backend.drop_table()
-                print(f"table {backend.table.fullname!r} dropped on {mask_url(args.url)}")
-
     try:
-        asyncio.run(run())
+        print(asyncio.run(table_command(args.command, args.url, table=args.table, schema=args.schema)))
     except (ConfigurationError, BackendError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
