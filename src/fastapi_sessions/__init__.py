@@ -15,13 +15,22 @@ from typing import TYPE_CHECKING, Any
 
 from ._core.clock import Clock, ManualClock, utc_now
 from ._core.commit import Commit, CommitOutcome
-from ._core.contract import BaseFrontend, BaseSessionBackend, Frontend, SessionBackend, SupportsReadAndTouch
+from ._core.contract import (
+    BaseFrontend,
+    BaseSessionBackend,
+    Frontend,
+    SessionBackend,
+    SupportsBatchedPurge,
+    SupportsReadAndTouch,
+    SupportsRecordCounts,
+)
 from ._core.dependencies import session_of
 from ._core.events import EventKind, EventListener, SessionEvent
+from ._core.lifespan import SessionLifespan
 from ._core.manager import SessionManager
 from ._core.merge import ConflictPolicy
 from ._core.middleware import SessionMiddleware
-from ._core.records import SessionInfo, SessionRecord
+from ._core.records import RecordCounts, SessionInfo, SessionRecord
 from ._core.registry import available_backends, from_url
 from ._core.router import DeviceSession, RevokedSessions, sessions_router
 from ._core.serializers import JSONSerializer, Serializer
@@ -54,6 +63,7 @@ __all__ = [  # noqa: RUF022 - grouped by topic, as a reader looks for them
     "CommitOutcome",
     "ConflictPolicy",
     "Session",
+    "SessionLifespan",
     "SessionManager",
     "SessionMiddleware",
     "session_of",
@@ -73,10 +83,13 @@ __all__ = [  # noqa: RUF022 - grouped by topic, as a reader looks for them
     # Storage: backends by URL, the driver-free in-memory one, the contract (fastapi_sessions.backends)
     "BaseSessionBackend",
     "InMemoryBackend",
+    "RecordCounts",
     "SessionBackend",
     "SessionInfo",
     "SessionRecord",
+    "SupportsBatchedPurge",
     "SupportsReadAndTouch",
+    "SupportsRecordCounts",
     "available_backends",
     "from_url",
     # Configuration and data

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from pydantic import BaseModel
 
@@ -24,6 +25,7 @@ from .contract import Frontend, SessionBackend, SupportsReadAndTouch
 from .dependencies import model_dependency, optional_user_dependency, session_dependency, user_dependency
 from .devices import device_infos, end_over_cap, is_login, revoke_others, revoke_owned
 from .events import EventHub, EventKind, EventListener
+from .lifespan import AppLifespan, SessionLifespan
 from .markers import read_marker, retired_key
 from .merge import ConflictPolicy
 from .options import (
@@ -215,6 +217,27 @@ class SessionManager(SaveMachinery):
         """Deliver pending events (for up to 5 s), then close the backend's connections."""
         await self._events.drain(5.0)
         await self.backend.aclose()
+
+    @overload
+    def lifespan(self, app: Any, /, *, purge_every: timedelta | float | None = None,
+                 wraps: AppLifespan | None = None) -> AbstractAsyncContextManager[Any]: ...
+
+    @overload
+    def lifespan(self, *, purge_every: timedelta | float | None = None,
+                 wraps: AppLifespan | None = None) -> SessionLifespan: ...
+
+    def lifespan(self, app: Any = None, *, purge_every: timedelta | float | None = None,
+                 wraps: AppLifespan | None = None) -> AbstractAsyncContextManager[Any] | SessionLifespan:
+        """The app's lifespan: closes the backend on shutdown; ``purge_every`` also purges periodically.
+
+        ``FastAPI(lifespan=manager.lifespan)`` as it is, or configured:
+        ``FastAPI(lifespan=manager.lifespan(purge_every=timedelta(hours=1), wraps=app_lifespan))``, where
+        ``wraps`` is the application's own lifespan, run inside (its state is passed on). The purge
+        runs at startup and then every period in a background task; a failure is logged and tried
+        again the next period; the task stops before the backend closes.
+        """
+        configured = SessionLifespan(self, purge_every=purge_every, wraps=wraps)
+        return configured if app is None else configured(app)
 
     async def __aenter__(self) -> Self:
         return self
