@@ -118,7 +118,8 @@ def _run_async(scrub: Scrubber, work: Callable[[], Coroutine[Any, Any, T]]) -> T
     except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
         raise
     except SessionError as exc:
-        _fail(scrub(f"error: {exc}"))
+        message = scrub(f"error: {exc}")
+        _fail(message if scrub.masked in message else f"{message} ({scrub.masked})")
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except Exception as exc:  # a bug or an unmapped driver error: still one line, still no password
@@ -220,10 +221,10 @@ def list_sessions(url: Url, user: User, as_json: AsJson = False, option: Options
         return
     table = Table(title=Text(scrub(f"{len(infos)} live session{'s' if len(infos) != 1 else ''} of {user!r} "
                                    f"on {scrub.masked}")), title_justify="left")
-    for column in ("session", "created", "expires", "expires in"):
+    for column in ("session", "created (UTC)", "expires (UTC)", "left"):
         table.add_column(column, no_wrap=True)
     for info in infos:
-        table.add_row(Text(info.key[:12] + "…"), Text(_when(info.created_at)), Text(_when(info.expires_at)),
+        table.add_row(Text(info.key[:12] + "…"), Text(_when(info.created_at)[:-4]), Text(_when(info.expires_at)[:-4]),
                       Text(_span(info.expires_at - now)))
     out.print(table)
 
