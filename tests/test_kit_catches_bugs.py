@@ -340,6 +340,33 @@ BROKEN: dict[str, tuple[str, str, set[str]]] = {
         """,
         {"test_purge_physically_removes_expired_records"},
     ),
+    # -- the optional maintenance methods, tested because they are there ------------------------
+    "batch-purge-ignores-the-limit": (
+        "Backend",
+        """
+        async def purge_expired_batch(self, limit, *, now=None):
+            return await self.purge_expired(now=now)
+        """,
+        {"test_purge_expired_batch_removes_at_most_limit", "test_purge_expired_batch_of_one_leaves_the_rest"},
+    ),
+    "batch-purge-takes-live-records": (
+        "Backend",
+        """
+        async def purge_expired_batch(self, limit, *, now=None):
+            from datetime import timedelta
+
+            return await super().purge_expired_batch(limit, now=(now or self._clock()) + timedelta(hours=2))
+        """,
+        {"test_purge_expired_batch_removes_at_most_limit"},
+    ),
+    "counts-by-its-own-clock": (
+        "Backend",
+        """
+        async def count_records(self, *, now=None):
+            return await super().count_records()
+        """,
+        {"test_count_records_counts_expired_at_the_passed_now", "test_count_records_counts_live_at_the_passed_now"},
+    ),
     "naive-timestamps": (
         "Backend",
         """
@@ -575,7 +602,7 @@ class Unreachable_{suffix}(InMemoryBackend):
                 raise TimeoutError("timed out")
             return leaked
         if name in {{"create", "read", "update", "touch", "delete", "list_by_user", "delete_by_user",
-                     "purge_expired", "read_and_touch"}} - {{{silent!r}}}:
+                     "purge_expired", "read_and_touch", "purge_expired_batch", "count_records"}} - {{{silent!r}}}:
             async def unavailable(*args, **kwargs):
                 raise BackendUnavailable("connection refused")
             return unavailable
@@ -600,6 +627,8 @@ UNREACHABLE_CASES: dict[str, tuple[str, str, str]] = {
     "read-silent": ("read", "", "failure"),
     "purge-silent": ("purge_expired", "", "failure"),
     "read-and-touch-silent": ("read_and_touch", "", "failure"),
+    "count-records-silent": ("count_records", "", "failure"),
+    "batch-purge-leaks-timeout": ("", "purge_expired_batch", "failure"),
     "read-and-touch-leaks-timeout": ("", "read_and_touch", "failure"),
     "create-leaks-timeout": ("", "create", "failure"),
 }
@@ -740,10 +769,12 @@ def test_the_summary_says_which_optional_paths_ran(kit_run: tuple[Results, list[
     lines = kit_run[1]
     assert any("fastapi-sessions conformance kit" in line for line in lines)
     assert (
-        "TestFusedKit: read_and_touch: tested (the manager's fused read); capabilities: exact_purge_count, "
+        "TestFusedKit: count_records: tested; purge_expired_batch: tested; read_and_touch: tested (the manager's "
+        "fused read); capabilities: exact_purge_count, "
         "immediate_purge, out_of_band_read; undeclared (skipped, fail under strict): unreachable_server"
     ) in lines
-    assert any(line.startswith("TestKit: read_and_touch: absent (the manager uses read + touch);") for line in lines)
+    assert any(line.startswith("TestKit: count_records: tested; purge_expired_batch: tested; read_and_touch: absent "
+                               "(the manager uses read + touch);") for line in lines)
     assert any(line.startswith("TestStrictExplained: ") and "not applicable: exact_purge_count (the server expires "
                "records itself)" in line for line in lines)
     assert any(line.startswith("TestUnreachable_all_mapped: ") and "read_and_touch errors: tested" in line
