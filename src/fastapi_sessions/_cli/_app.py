@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -190,7 +191,7 @@ def purge(
 
     async def work() -> _run.PurgeReport:
         async def use(backend: SessionBackend) -> _run.PurgeReport:
-            with progress:
+            with progress if interactive else nullcontext():  # a log gets lines, not a bar
                 report = await _run.purge(backend, now, batch_size=batch_size, started=started, advanced=advanced)
             note = _run.native_expiry_note(backend)
             if note:
