@@ -193,6 +193,7 @@ SKIP_KINDS = {
     "does not declare capability": "for a capability its backend does not declare",
     "is not applicable:": "for a capability its backend declares not applicable",
     "has no read_and_touch()": "for the optional read_and_touch() its backend does not have",
+    "an optional maintenance method": "for an optional maintenance method its backend does not have",
     "needs a real MongoDB": "that need a real MongoDB (the server is the nx-27017 stand-in)",
     "server: set FASTAPI_SESSIONS_TEST_": "for a missing server",
 }

@@ -33,7 +33,7 @@ class MaintenanceTests(KitBase):
             self.report_optional("purge_expired_batch", "tested")
             return backend
         self.report_optional("purge_expired_batch", "absent (tools make one purge_expired() call)")
-        pytest.skip(f"{self._kit_test}: the backend has no purge_expired_batch() (optional)")
+        pytest.skip(f"{self._kit_test}: the backend has no purge_expired_batch() (an optional maintenance method)")
 
     def counted(self, backend: SessionBackend) -> SupportsRecordCounts:
         """``backend`` as a record counter, or skip: the method is optional."""
@@ -41,7 +41,7 @@ class MaintenanceTests(KitBase):
             self.report_optional("count_records", "tested")
             return backend
         self.report_optional("count_records", "absent (tools say the counts are unknown)")
-        pytest.skip(f"{self._kit_test}: the backend has no count_records() (optional)")
+        pytest.skip(f"{self._kit_test}: the backend has no count_records() (an optional maintenance method)")
 
     def far(self, direction: int) -> datetime:
         """A ``now`` about ten years back (``-1``) or ahead (``1``), a random few months apart per test."""
