@@ -214,6 +214,8 @@ def test_available_backends_imports_no_backend(install_entry_points: Callable[..
     [
         ("redis", ["redis"], "redis"),
         ("rediss", ["redis"], "redis"),
+        ("valkey", ["redis"], "redis"),
+        ("valkeys", ["redis"], "redis"),
         ("postgresql", ["sqlalchemy", "asyncpg"], "postgres"),
         ("postgres", ["sqlalchemy", "asyncpg"], "postgres"),
         ("sqlite", ["sqlalchemy", "aiosqlite"], "sqlite"),
@@ -321,6 +323,8 @@ def test_an_ambiguity_elsewhere_does_not_block_other_schemes(install_entry_point
     [
         ("redis", f"redis://:{PASSWORD}@localhost:6379/0", "redis", "redis"),
         ("rediss", f"rediss://default:{PASSWORD}@cache.example:6380/0", "redis", "redis"),
+        ("valkey", f"valkey://:{PASSWORD}@localhost:6379/0", "redis", "redis"),
+        ("valkeys", f"valkeys+cluster://default:{PASSWORD}@cache.example:6380", "redis", "redis"),
         ("postgresql", f"postgresql+asyncpg://u:{PASSWORD}@h/db", "asyncpg", "postgres"),
         ("sqlite", "sqlite+aiosqlite:///sessions.db", "aiosqlite", "sqlite"),
         ("mysql", f"mysql+asyncmy://u:{PASSWORD}@h/db", "asyncmy", "mysql"),
@@ -411,6 +415,52 @@ def test_unknown_scheme_lists_and_suggests_redis_cluster(install_entry_points: C
     message = str(caught.value)
     assert "redis+cluster://" in message and "did you mean redis+cluster://?" in message, message
     assert "rediss+cluster://" not in message  # rediss:// is not installed here
+
+
+def test_unknown_scheme_lists_and_suggests_the_valkey_schemes(install_entry_points: Callable[..., Any]) -> None:
+    install_entry_points(*(FakeEntryPoint(name, "fastapi-sessions", RuntimeError("must not load"))
+                           for name in ("redis", "valkey", "valkeys")))
+    with pytest.raises(UnknownBackend) as caught:
+        from_url("valkeycluster://h:7000")
+    assert caught.value.suggestion == "valkey+cluster"
+    assert list(caught.value.available) == ["redis", "redis+cluster", "valkey", "valkey+cluster", "valkeys",
+                                            "valkeys+cluster"]
+    message = str(caught.value)
+    assert "did you mean valkey+cluster://?" in message
+    assert "(known: redis://, redis+cluster://, valkey://, valkey+cluster://, valkeys://, valkeys+cluster://)" in (
+        message), message
+
+
+def pyproject_schemes() -> set[str]:
+    """The entry point names pyproject.toml registers: what an install of this checkout provides."""
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
+    return set(project["entry-points"][registry.ENTRY_POINT_GROUP])
+
+
+def test_the_first_party_tables_cover_every_entry_point_and_nothing_else() -> None:
+    families = pyproject_schemes()
+    assert set(registry.FIRST_PARTY_EXTRAS) == set(registry.FIRST_PARTY_DRIVERS)
+    assert families <= set(registry.FIRST_PARTY_EXTRAS), families - set(registry.FIRST_PARTY_EXTRAS)
+    # Every other name is a scheme one of ours serves: redis+cluster:// by the redis entry point.
+    for name in set(registry.FIRST_PARTY_EXTRAS) - families:
+        assert "+" in name and name.split("+", 1)[0] in families, name
+    assert {"valkey", "valkeys"} <= families
+    assert {"redis+cluster", "rediss+cluster", "valkey+cluster", "valkeys+cluster"} <= set(registry.FIRST_PARTY_EXTRAS)
+
+
+def test_an_unknown_scheme_lists_every_scheme_a_url_may_start_with() -> None:
+    """With the real installed entry points (an install of this checkout, as on CI)."""
+    with pytest.raises(UnknownBackend) as caught:
+        from_url(f"nosuch://u:{PASSWORD}@h/")
+    expected = pyproject_schemes() | set(registry.FIRST_PARTY_EXTRAS)  # plugins' schemes come on top
+    assert expected <= set(caught.value.available), expected - set(caught.value.available)
+    message = str(caught.value)
+    for scheme in expected:
+        assert f" {scheme}://" in message, scheme
+    assert PASSWORD not in message
 
 
 def test_a_scheme_with_an_underscore_resolves(install_entry_points: Callable[..., Any]) -> None:

@@ -1,4 +1,4 @@
-"""Redis backend: standalone, TLS and Redis Cluster, on ``redis.asyncio``.
+"""Redis backend: standalone, TLS and Redis Cluster, on ``redis.asyncio``; Valkey too.
 
 URLs (``pip install "fastapi-sessions[redis]"``)::
 
@@ -6,6 +6,8 @@ URLs (``pip install "fastapi-sessions[redis]"``)::
     rediss://...                       TLS
     redis+cluster://host:port[?...]    Redis Cluster (any node seeds the client)
     rediss+cluster://host:port[?...]   Redis Cluster over TLS
+    valkey://, valkeys://, valkey+cluster://, valkeys+cluster://
+                                       the same on Valkey (redis-py speaks to it as to Redis)
 
 ``prefix`` and ``pool_timeout`` are ours (default ``fastapi-sessions:`` and 5
 seconds); every other query option goes to redis-py. Every wait is bounded by

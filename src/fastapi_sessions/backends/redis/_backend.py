@@ -395,6 +395,7 @@ class RedisBackend(RedisCalls, BaseSessionBackend):
 
 
 def from_url(url: str, **options: Any) -> RedisBackend:
-    """Entry-point factory for ``redis://``, ``rediss://``, ``redis+cluster://`` and ``rediss+cluster://``."""
+    """Entry-point factory for ``redis://``, ``rediss://``, ``redis+cluster://``, ``rediss+cluster://``
+    and their Valkey spellings (``valkey://``, ``valkeys://``, ``valkey+cluster://``, ``valkeys+cluster://``)."""
     return RedisBackend.from_url(url, **options)
 

@@ -30,6 +30,9 @@ DEFAULT_SOCKET_OPTIONS: dict[str, Any] = {
     "max_connections": 100,
 }
 
+#: The URL schemes served (without ``+cluster``), and what redis-py calls each.
+_REDIS_SCHEMES = {"redis": "redis", "rediss": "rediss", "valkey": "redis", "valkeys": "rediss"}
+
 
 class FromUrl(NamedTuple):
     """The client made for a URL, and the backend options the URL decided."""
@@ -61,9 +64,10 @@ def client_from_url(url: str, *, prefix: str | None, pool_timeout: float | None,
     except ValueError as exc:
         raise ConfigurationError(f"cannot parse Redis URL {mask_url(url)!r}") from exc
     cluster = scheme.endswith("+cluster")
-    base = scheme.removesuffix("+cluster")
-    if base not in ("redis", "rediss"):
-        raise ConfigurationError(f"not a Redis URL: {mask_url(url)!r}")
+    # valkey:// is redis:// to redis-py, which speaks to Valkey as it does to Redis.
+    base = _REDIS_SCHEMES.get(scheme.removesuffix("+cluster"))
+    if base is None:
+        raise ConfigurationError(f"not a Redis or Valkey URL: {mask_url(url)!r}")
     query = []
     url_options: dict[str, str] = {}
     try:
