@@ -14,7 +14,8 @@ for ``test-lowest``); set ``FASTAPI_SESSIONS_VENV`` to keep one per Python, e.g.
 uses ``uv`` when it is on ``PATH``, else pip.
 
 ``test`` looks for the test servers on their default loopback ports (Redis 6379,
-Redis Cluster 7000, PostgreSQL 5432, MariaDB/MySQL 3306, MongoDB 27017) unless a
+Redis Cluster 7000, Valkey 6390, Valkey Cluster 7100, PostgreSQL 5432, MariaDB/MySQL
+3306, MongoDB 27017) unless a
 ``FASTAPI_SESSIONS_TEST_*`` variable names one, and prints which backends run and
 which are skipped, and why. Only the standard library is used here, so a fresh
 clone and Python 3.11+ are enough.

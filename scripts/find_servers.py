@@ -21,10 +21,18 @@ from fastapi_sessions.testing.servers import REQUIRE_VARIABLE, docker_available
 TIMEOUT = 2.0
 
 
+def _redis_py(url: str) -> str:
+    """redis-py's spelling of a ``valkey://`` or ``+cluster`` URL."""
+    scheme, rest = url.split("://", 1)
+    family = scheme.removesuffix("+cluster")
+    spelled = {"valkey": "redis", "valkeys": "rediss"}.get(family, family)
+    return f"{spelled}://{rest}"
+
+
 async def _redis(url: str) -> None:
     from redis.asyncio import Redis
 
-    client = Redis.from_url(url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT)
+    client = Redis.from_url(_redis_py(url), socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT)
     try:
         await client.ping()
     finally:
@@ -34,8 +42,7 @@ async def _redis(url: str) -> None:
 async def _redis_cluster(url: str) -> None:
     from redis.asyncio import RedisCluster
 
-    client = RedisCluster.from_url(url.replace("redis+cluster://", "redis://"), socket_connect_timeout=TIMEOUT,
-                                   socket_timeout=TIMEOUT)
+    client = RedisCluster.from_url(_redis_py(url), socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT)
     try:
         await client.ping()
     finally:
@@ -73,6 +80,9 @@ async def _mongodb(url: str) -> None:
 SERVERS: list[tuple[str, str, str, Callable[[str], Awaitable[None]]]] = [
     ("redis", "FASTAPI_SESSIONS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0", _redis),
     ("redis-cluster", "FASTAPI_SESSIONS_TEST_REDIS_CLUSTER_URL", "redis+cluster://127.0.0.1:7000/0", _redis_cluster),
+    ("valkey", "FASTAPI_SESSIONS_TEST_VALKEY_URL", "valkey://127.0.0.1:6390/0", _redis),
+    ("valkey-cluster", "FASTAPI_SESSIONS_TEST_VALKEY_CLUSTER_URL", "valkey+cluster://127.0.0.1:7100/0",
+     _redis_cluster),
     ("postgres", "FASTAPI_SESSIONS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test", _postgres),
     ("mysql", "FASTAPI_SESSIONS_TEST_MYSQL_URL", "mysql+asyncmy://root@127.0.0.1:3306/test", _mysql),
     ("mongodb", "FASTAPI_SESSIONS_TEST_MONGODB_URL", "mongodb://127.0.0.1:27017/fastapi_sessions_test", _mongodb),

