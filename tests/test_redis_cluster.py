@@ -1,4 +1,5 @@
-"""RedisBackend on the real three-node Redis Cluster: a user's sessions spread over nodes, one index."""
+"""RedisBackend on the real three-node Redis Cluster, and on a Valkey one: a user's sessions spread over nodes,
+one index."""
 
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ from fastapi_sessions.frontends import SessionFrontend
 def record(user: str | None, ttl: float = 3600) -> SessionRecord:
     now = datetime.now(UTC)
     return SessionRecord(storage_key(new_token()), b'{"x":1}', user, now, now + timedelta(seconds=ttl))
+
+
+@pytest.fixture(params=["redis_cluster_url", "valkey_cluster_url"], ids=["redis", "valkey"])
+def redis_cluster_url(request: pytest.FixtureRequest) -> str:
+    """This module's cluster: Redis (conftest's ``redis_cluster_url``, overridden here) or Valkey."""
+    return str(request.getfixturevalue(request.param))
 
 
 @pytest_asyncio.fixture
