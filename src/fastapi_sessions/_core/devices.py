@@ -26,7 +26,7 @@ from .session import Session, split_stored
 if TYPE_CHECKING:
     from starlette.types import Scope
 
-    from .manager import SessionManager
+    from .direct import DirectAPI
 
 __all__ = [
     "DEVICE_META",
@@ -63,7 +63,7 @@ def is_login(session: Session) -> bool:
     return record is None or record.user_id != session._user_id
 
 
-def note_login(manager: SessionManager, session: Session, scope: Scope) -> bool:
+def note_login(manager: DirectAPI, session: Session, scope: Scope) -> bool:
     """Before a commit: if it is a login, record the device in the session's metadata; say whether it is.
 
     The middleware calls it only for a session due for regeneration (a change of
@@ -89,7 +89,7 @@ def note_login(manager: SessionManager, session: Session, scope: Scope) -> bool:
     return True
 
 
-async def after_login(manager: SessionManager, session: Session, result: Commit) -> None:
+async def after_login(manager: DirectAPI, session: Session, result: Commit) -> None:
     """After a login's commit: end the user's sessions beyond ``max_sessions_per_user``, if set."""
     if manager.max_sessions_per_user is None or result.outcome not in _LOGIN_OUTCOMES:
         return
@@ -97,7 +97,7 @@ async def after_login(manager: SessionManager, session: Session, result: Commit)
         await end_over_cap(manager, session._user_id, session._record.key)
 
 
-async def end_over_cap(manager: SessionManager, user_id: str, keep: str) -> int:
+async def end_over_cap(manager: DirectAPI, user_id: str, keep: str) -> int:
     """End ``user_id``'s oldest sessions beyond the cap; never ``keep`` (the login's own). Return how many.
 
     The newest ``max_sessions_per_user`` (by login time, then key) stay, and
@@ -136,7 +136,7 @@ def last_seen(record: SessionRecord, now: datetime, idle_timeout: timedelta) -> 
 
 
 def device_infos(
-    manager: SessionManager, records: Iterable[SessionRecord], now: datetime, current: Session | None
+    manager: DirectAPI, records: Iterable[SessionRecord], now: datetime, current: Session | None
 ) -> list[SessionInfo]:
     """The live sessions among ``records`` as infos with their device and ``last_seen``, oldest first."""
     current_key = current.key if current is not None else None
@@ -153,7 +153,7 @@ def device_infos(
     return sorted(infos, key=lambda info: (info.created_at, info.key))
 
 
-def _device_of(manager: SessionManager, record: SessionRecord) -> dict[str, Any]:
+def _device_of(manager: DirectAPI, record: SessionRecord) -> dict[str, Any]:
     try:
         data = manager.serializer.loads(record.payload)
     except SerializationError:
@@ -172,7 +172,7 @@ def _text(value: Any) -> str | None:
 # -- revocation --------------------------------------------------------------------------------
 
 
-async def revoke_owned(manager: SessionManager, key: str, user_id: str) -> bool:
+async def revoke_owned(manager: DirectAPI, key: str, user_id: str) -> bool:
     """End ``key``'s session only if it is ``user_id``'s; ``False`` alike for a stranger's and an unknown key.
 
     A read, then a delete: a key never changes owner (a login or a logout gives
@@ -189,7 +189,7 @@ async def revoke_owned(manager: SessionManager, key: str, user_id: str) -> bool:
     return await manager.backend.delete(key, now=now)
 
 
-async def revoke_others(manager: SessionManager, session: Session) -> int:
+async def revoke_others(manager: DirectAPI, session: Session) -> int:
     """End every session of ``session``'s user except ``session`` itself; return how many ended."""
     user_id = session.user_id
     if user_id is None:
@@ -208,7 +208,7 @@ def _live(records: Iterable[SessionRecord], now: datetime) -> list[SessionRecord
     return [r for r in records if r.expires_at > now and read_marker(r.payload) is None]
 
 
-async def _delete_each(manager: SessionManager, keys: Sequence[str], now: datetime) -> int:
+async def _delete_each(manager: DirectAPI, keys: Sequence[str], now: datetime) -> int:
     """Delete ``keys``, a bounded number at a time; return how many were live. Every delete settles first."""
     ended = 0
     delete: Callable[..., Awaitable[bool]] = manager.backend.delete
