@@ -36,6 +36,8 @@ from ._core.router import DeviceSession, RevokedSessions, sessions_router
 from ._core.serializers import JSONSerializer, Serializer
 from ._core.session import Session
 from ._core.settings import SessionSettings
+from ._csrf import CSRFMiddleware, csrf_token
+from ._flash import flash, get_flashed_messages
 from .errors import (
     AmbiguousBackend,
     BackendError,
@@ -75,6 +77,11 @@ __all__ = [  # noqa: RUF022 - grouped by topic, as a reader looks for them
     "EventKind",
     "EventListener",
     "SessionEvent",
+    # Browser apps: CSRF protection tied to the session, flash messages
+    "CSRFMiddleware",
+    "csrf_token",
+    "flash",
+    "get_flashed_messages",
     # Frontends: how the signed token travels (fastapi_sessions.frontends)
     "BaseFrontend",
     "CookieFrontend",

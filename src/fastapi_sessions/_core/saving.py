@@ -116,6 +116,8 @@ class SaveMachinery:
             return self._gone(session, record)
         now = self._now()
         if session._invalidated:
+            if session or session._meta or session._user_id is not None:
+                return await self._end_then_start(session, record, now)
             return await self._end(session, record, now)
         if session._regenerate:
             return await self._regenerate(session, record, now)
@@ -297,6 +299,17 @@ class SaveMachinery:
                 return ended
         raise SessionConflict(f"logout lost {self.max_save_attempts} compare-and-set rounds",
                               key=loaded.key, operation="update")
+
+    async def _end_then_start(self, session: Session, loaded: SessionRecord, now: datetime) -> Commit:
+        """A logout followed, in the same request, by writes (a flash saying "You have been signed out"):
+        the old session ends as in :meth:`_end`, and what was written after it starts a fresh one."""
+        after, user_id = dict(stored_mapping(session)), session._user_id
+        payload = self._dumps(after, None)  # before the logout: a refused save changes nothing
+        await self._end(session, loaded, now)
+        adopt_stored(session, after)
+        session._user_id = user_id
+        token = await self._insert(session, payload, user_id, now, now)
+        return Commit(CommitOutcome.CREATED, token, self._cookie_max_age(now, now))
 
     async def _regenerate(self, session: Session, loaded: SessionRecord, now: datetime) -> Commit:
         """A new token for the session's data; the old record becomes a forward to it.
