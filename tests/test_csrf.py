@@ -6,10 +6,10 @@ import asyncio
 import hmac
 import logging
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Form, Request, UploadFile
 from fastapi.testclient import TestClient
 from starlette.types import Message
 
@@ -201,6 +201,27 @@ def test_the_token_in_a_multipart_form_field_with_a_file(client: TestClient) -> 
     # A file part that happens to be called csrf_token is not the field.
     forged = {"csrf_token": ("csrf_token", token.encode(), "text/plain")}
     assert reason(client.post("/act", files=forged)) == "token_missing"
+
+
+def test_fastapi_form_and_upload_parsing_work_behind_the_middleware(manager: SessionManager) -> None:
+    app = protected_app(manager)
+
+    @app.post("/upload")
+    async def upload(title: Annotated[str, Form()], csrf_token: Annotated[str, Form()],
+                     file: UploadFile) -> dict[str, Any]:
+        return {"title": title, "token_seen": bool(csrf_token), "file": (await file.read()).decode()}
+
+    @app.post("/signup")
+    async def signup(name: Annotated[str, Form()]) -> dict[str, str]:
+        return {"name": name}
+
+    client = client_for(app)
+    token = token_of(client)
+    data = {"title": "Ünïcode & more", "csrf_token": token}
+    response = client.post("/upload", data=data, files={"file": ("a.bin", b"\x00\x01binary\r\n--", "x/y")})
+    assert response.json() == {"title": "Ünïcode & more", "token_seen": True, "file": "\x00\x01binary\r\n--"}
+    assert client.post("/signup", data={"name": "é", "csrf_token": token}).json() == {"name": "é"}
+    assert reason(client.post("/signup", data={"name": "é"})) == "token_missing"
 
 
 def test_a_multipart_body_without_a_boundary_is_a_403(client: TestClient) -> None:
