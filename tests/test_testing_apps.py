@@ -24,7 +24,8 @@ from fastapi_sessions import (
     SessionManager,
     SessionMiddleware,
 )
-from fastapi_sessions.testing import controlled_clock, login
+from fastapi_sessions import ManualClock
+from fastapi_sessions.testing import clock_fixture, controlled_clock, login
 
 
 def _app(manager: SessionManager) -> FastAPI:
@@ -98,3 +99,26 @@ async def test_login_refuses_what_it_cannot_do() -> None:
         with pytest.raises(ConfigurationError) as caught:
             await login(client, manager, user_id="")
         assert caught.value.setting == "user_id"
+
+
+CLOCKED = SessionManager(InMemoryBackend(), CookieFrontend(SECRET), absolute_timeout=timedelta(hours=8))
+session_clock = clock_fixture(CLOCKED)
+
+
+@pytest.mark.asyncio
+async def test_the_clock_fixture_runs_the_manager_on_a_manual_clock(session_clock: ManualClock) -> None:
+    assert CLOCKED.clock is session_clock
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_app(CLOCKED)), base_url="https://t") as client:
+        await login(client, CLOCKED, user_id="erin")
+        session_clock.advance(hours=7, minutes=59)
+        assert (await client.get("/me")).status_code == 401  # idle: 30 minutes by default
+        await login(client, CLOCKED, user_id="erin")
+        for _ in range(16):
+            session_clock.advance(minutes=29)
+            assert (await client.get("/me")).status_code == 200
+        session_clock.advance(minutes=29)
+        assert (await client.get("/me")).status_code == 401  # 8 h 13 min after login: past the absolute limit
+
+
+def test_the_clock_fixture_gives_the_manager_its_clock_back() -> None:
+    assert not isinstance(CLOCKED.clock, ManualClock)

@@ -37,8 +37,8 @@ pytest.register_assert_rewrite(
     "fastapi_sessions.testing.conformance",
 )
 
-from .apps import controlled_clock, login  # noqa: E402
+from .apps import clock_fixture, controlled_clock, login  # noqa: E402
 from .conformance import BackendConformance, Capability  # noqa: E402
 from .servers import server_url  # noqa: E402
 
-__all__ = ["BackendConformance", "Capability", "controlled_clock", "login", "server_url"]
+__all__ = ["BackendConformance", "Capability", "clock_fixture", "controlled_clock", "login", "server_url"]

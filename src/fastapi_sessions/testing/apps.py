@@ -10,7 +10,8 @@ cookie for ``CookieFrontend``, a header for ``HeaderFrontend``. It works with an
         await login(client, manager, user_id="alice", data={"theme": "dark"})
         assert (await client.get("/profile")).json()["user"] == "alice"
 
-``controlled_clock`` makes the manager judge every deadline by a
+``controlled_clock`` (or the pytest fixture ``clock_fixture`` makes of it)
+makes the manager judge every deadline by a
 :class:`~fastapi_sessions.ManualClock` for a while, so a test can cross the
 idle or absolute timeout without sleeping. Every backend judges liveness by
 the time the manager passes it, so moving this clock is enough, Redis and
@@ -23,12 +24,14 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+import pytest
+
 from .._core.clock import ManualClock
 from .._core.manager import SessionManager
 from ..errors import ConfigurationError
 from ..frontends import CookieFrontend, HeaderFrontend
 
-__all__ = ["controlled_clock", "login"]
+__all__ = ["clock_fixture", "controlled_clock", "login"]
 
 
 class _Cookies(Protocol):
@@ -86,3 +89,23 @@ def controlled_clock(manager: SessionManager, start: ManualClock | None = None) 
         yield clock
     finally:
         manager.clock = previous
+
+
+def clock_fixture(manager: SessionManager, *, name: str = "session_clock") -> Any:
+    """A pytest fixture named ``name``: a :class:`ManualClock` that ``manager`` runs on during each test.
+
+    Put it in a ``conftest.py`` (or a test module)::
+
+        session_clock = clock_fixture(manager)
+
+        def test_idle_logout(session_clock: ManualClock) -> None:
+            ...
+            session_clock.advance(minutes=31)
+    """
+
+    @pytest.fixture(name=name)
+    def fixture() -> Iterator[ManualClock]:
+        with controlled_clock(manager) as clock:
+            yield clock
+
+    return fixture
