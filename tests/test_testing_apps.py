@@ -20,11 +20,11 @@ from fastapi_sessions import (
     CookieFrontend,
     HeaderFrontend,
     InMemoryBackend,
+    ManualClock,
     Session,
     SessionManager,
     SessionMiddleware,
 )
-from fastapi_sessions import ManualClock
 from fastapi_sessions.testing import clock_fixture, controlled_clock, login
 
 
