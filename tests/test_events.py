@@ -385,3 +385,20 @@ async def test_events_are_delivered_in_firing_order_across_requests() -> None:
         manager._events.revoked("revoke_user", user_id="u", count=n)
     await manager.drain_events()
     assert order == list(range(1, 41))
+
+
+async def test_a_write_after_logout_ends_one_session_and_creates_the_next(manager: SessionManager) -> None:
+    app = events_app(manager)
+
+    @app.post("/logout-and-say-so")
+    async def logout_and_say_so(request: Request) -> None:
+        session_of(request).invalidate()
+        request.session["note"] = "signed out"
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://testserver") as client:
+        await client.post("/login/alice")
+        recorder = Recorder()
+        manager.add_listener(recorder)
+        await client.post("/logout-and-say-so")
+        assert (await client.get("/read")).json() == {"note": "signed out"}
+    assert await delivered(manager, recorder) == [("ended", "logout"), ("created", None)]

@@ -309,6 +309,8 @@ class SaveMachinery:
         adopt_stored(session, after)
         session._user_id = user_id
         token = await self._insert(session, payload, user_id, now, now)
+        if self._events.on:
+            self._events.fire(EventKind.CREATED, session.key, user_id)
         return Commit(CommitOutcome.CREATED, token, self._cookie_max_age(now, now))
 
     async def _regenerate(self, session: Session, loaded: SessionRecord, now: datetime) -> Commit:
