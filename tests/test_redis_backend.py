@@ -447,3 +447,29 @@ async def test_from_url_takes_a_clock_and_native_expiry_follows_it(redis_url: st
         keys = [key async for key in backend.client.scan_iter(match=f"{prefix}*")]
         if keys:
             await backend.client.delete(*keys)
+
+
+@pytest.mark.asyncio
+async def test_only_asyncios_own_writelines_failure_counts_as_a_lost_connection() -> None:
+    """The Redis backend maps CPython's writelines() bug on a lost connection (gh-136234) to a
+    connection error (503), and nothing else: any other TypeError stays the bug it is."""
+    import socket
+
+    from fastapi_sessions.backends.redis._calls import _lost_while_writing
+
+    not_callable: object = None
+    try:
+        not_callable()  # type: ignore[operator]
+    except TypeError as exc:
+        assert not _lost_while_writing(exc)
+    ours, theirs = socket.socketpair()
+    _, writer = await asyncio.open_connection(sock=ours)
+    theirs.close()
+    writer.transport.abort()
+    await asyncio.sleep(0)  # connection_lost runs: the transport clears its callbacks
+    try:
+        writer.writelines([b"PING\r\n"])
+    except (TypeError, AttributeError) as exc:  # the interpreters with the bug
+        assert _lost_while_writing(exc), exc
+    finally:
+        writer.close()

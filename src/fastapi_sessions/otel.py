@@ -119,9 +119,13 @@ class _Telemetry:
                                               "Compare-and-set saves that lost a round: merged or raised")
         self.store_errors = meter.create_counter("fastapi_sessions.store.errors", "{error}",
                                                  "Store operations that failed")
-        self.duration = meter.create_histogram("fastapi_sessions.store.duration", "s",
-                                               "Duration of store operations",
-                                               explicit_bucket_boundaries_advisory=_BUCKETS)
+        try:
+            self.duration = meter.create_histogram("fastapi_sessions.store.duration", "s",
+                                                   "Duration of store operations",
+                                                   explicit_bucket_boundaries_advisory=_BUCKETS)
+        except TypeError:  # an older SDK takes no bucket advice (1.27 does not): its default buckets then
+            self.duration = meter.create_histogram("fastapi_sessions.store.duration", "s",
+                                                   "Duration of store operations")
 
     @contextmanager
     def store_span(self, operation: str) -> Iterator[Span]:

@@ -46,6 +46,38 @@ _UNAVAILABLE_ERRORS = (
 )
 
 
+def _lost_while_writing(exc: BaseException) -> bool:
+    """CPython 3.12+ (gh-136234): ``writelines()`` on a transport whose connection was lost.
+
+    ``write()`` drops the data of a lost connection and lets the read fail, but
+    ``writelines()``, which redis-py uses, calls the transport's cleared write
+    callback instead and raises ``TypeError`` (``AttributeError`` on some
+    versions). Only that raise is recognised: the innermost frame is asyncio's
+    own ``writelines``, so a ``TypeError`` of any other origin stays a bug.
+    """
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    return code.co_name == "writelines" and code.co_filename.endswith(("selector_events.py", "transports.py"))
+
+
+_LOST_WRITING = "the connection was lost while a command was being sent"
+
+
+async def _through_lost_connections(call: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """``call()``, with a write to a lost connection reported as the connection error it is."""
+    try:
+        return await call()
+    except (TypeError, AttributeError) as exc:
+        if not _lost_while_writing(exc):
+            raise
+        # redis-py has already dropped the connection (it disconnects on any exception while sending).
+        raise RedisConnectionError(_LOST_WRITING) from exc
+
+
 def check_seconds(name: str, value: object) -> None:
     """A timeout must be a positive, finite number: ``None`` would mean waiting forever."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
@@ -77,7 +109,7 @@ class RedisCalls:
         self._seeds = ([(node.host, node.port) for node in client.nodes_manager.startup_nodes.values()]
                        if isinstance(client, RedisCluster) else [])
         self._exec: Callable[..., Coroutine[Any, Any, Any]] = (
-            client.execute_command if self._plain else self._bounded_command)
+            self._plain_command if self._plain else self._bounded_command)
 
     def _error(self, exc: BaseException, operation: str) -> BackendError:
         """``exc`` from redis-py as ours: unavailable for an outage, else a plain backend error."""
@@ -105,7 +137,10 @@ class RedisCalls:
                     pipe.execute_command(*command)
                 return list(await pipe.execute())
 
-        return list(await (run() if self._plain else self._bounded(run)))
+        return list(await (_through_lost_connections(run) if self._plain else self._bounded(run)))
+
+    def _plain_command(self, *args: EncodableT) -> Coroutine[Any, Any, Any]:
+        return _through_lost_connections(lambda: self.client.execute_command(*args))
 
     def _bounded_command(self, *args: EncodableT) -> Coroutine[Any, Any, Any]:
         return self._bounded(lambda: self.client.execute_command(*args))
@@ -134,7 +169,7 @@ class RedisCalls:
             self._cold = False
         gate = self._gate
         if gate is None:
-            return await call()
+            return await _through_lost_connections(call)
         if gate.locked():
             try:
                 async with asyncio.timeout(self._pool_timeout):
@@ -149,6 +184,11 @@ class RedisCalls:
         except _UNAVAILABLE_ERRORS:
             self._keep_seeds()
             raise
+        except (TypeError, AttributeError) as exc:  # inline: this is every command's path
+            if not _lost_while_writing(exc):
+                raise
+            self._keep_seeds()
+            raise RedisConnectionError(_LOST_WRITING) from exc
         finally:
             gate.release()
 
