@@ -47,13 +47,15 @@ _UNAVAILABLE_ERRORS = (
 
 
 def _lost_while_writing(exc: BaseException) -> bool:
-    """CPython 3.12+ (gh-136234): ``writelines()`` on a transport whose connection was lost.
+    """A command sent on a connection that was lost or closed under it (then a 503, not a 500).
+
+    CPython 3.12+ (gh-136234): ``writelines()`` on a transport whose connection was lost.
 
     ``write()`` drops the data of a lost connection and lets the read fail, but
     ``writelines()``, which redis-py uses, calls the transport's cleared write
     callback instead and raises ``TypeError`` (``AttributeError`` on some
-    versions). Only that raise is recognised: the innermost frame is asyncio's
-    own ``writelines``, so a ``TypeError`` of any other origin stays a bug.
+    versions). redis-py has a form of its own (below). Only these are recognised,
+    by the innermost frame, so a ``TypeError`` of any other origin stays a bug.
     """
     tb = exc.__traceback__
     if tb is None:
@@ -61,7 +63,12 @@ def _lost_while_writing(exc: BaseException) -> bool:
     while tb.tb_next is not None:
         tb = tb.tb_next
     code = tb.tb_frame.f_code
-    return code.co_name == "writelines" and code.co_filename.endswith(("selector_events.py", "transports.py"))
+    if code.co_name == "writelines" and code.co_filename.endswith(("selector_events.py", "transports.py")):
+        return True
+    # redis-py's own form of the race: another task disconnected the connection (its writer is now
+    # None) while this one was sending on it, as its cluster client does after a timeout.
+    return (isinstance(exc, AttributeError) and code.co_name in ("_send_packed_command", "send_packed_command")
+            and code.co_filename.replace("\\", "/").endswith("redis/asyncio/connection.py"))
 
 
 _LOST_WRITING = "the connection was lost while a command was being sent"
